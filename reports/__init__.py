@@ -1,0 +1,1 @@
+"""Turns the evidence recorded by the claim tests into an HTML report."""
