@@ -1,0 +1,225 @@
+"""Pytest wiring: the suite's options, its session fixtures, and xdist-safe evidence collection.
+
+Workers send the claims they checked and the runs they used to the controller through
+xdist's `workeroutput`; the controller (or a plain single process) writes one evidence file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before TensorFlow is imported anywhere: let every worker grow its GPU memory instead of
+# grabbing the whole card, so `-n 4` workers can share one GPU; and keep TF's C++ logs quiet.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from fixtures.evidence import Claim, outcome_of, write_evidence  # noqa: E402
+
+CLAIM_KEY = pytest.StashKey[Claim]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mnist-claims")
+    group.addoption("--mnist-dir", default=os.environ.get("MNIST_DIR"),
+                    help="directory with the four MNIST IDX .gz files or mnist.npz (env MNIST_DIR); "
+                         "default: Keras's download")
+    group.addoption("--mnist-no-verify", action="store_true", default=bool(os.environ.get("MNIST_NO_VERIFY")),
+                    help="accept MNIST files whose checksums differ from the originals (env MNIST_NO_VERIFY=1)")
+    group.addoption("--claims-profile", choices=["notebook", "smoke"], default="notebook",
+                    help="notebook: the notebook's exact settings (default); smoke: tiny subset, not evidence")
+    group.addoption("--seeds", type=int, default=3, help="seeds per claim, 0..N-1 (default 3)")
+    group.addoption("--strict-claims", action="store_true", help="fail inconclusive claims instead of skipping")
+    group.addoption("--claims-cache", default=os.environ.get("MNIST_CLAIMS_CACHE"),
+                    help="training-run cache directory (env MNIST_CLAIMS_CACHE); "
+                         "default: pytest's cache, cleared by --cache-clear")
+    group.addoption("--claims-evidence", default=os.environ.get("MNIST_CLAIMS_EVIDENCE"),
+                    help="where evidence.json is written (env MNIST_CLAIMS_EVIDENCE); default: pytest's cache")
+    group.addoption("--op-determinism", choices=["auto", "on", "off"], default="auto",
+                    help="TensorFlow deterministic ops; auto: on without a GPU (default)")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _cache_dir(config: pytest.Config, option: str, name: str) -> Path:
+    chosen = config.getoption(option)
+    path = Path(chosen).expanduser().resolve() if chosen else Path(config.cache.mkdir(name))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class EvidenceSession:
+    """Collects claims, runs and environment from this process and, on the controller, its workers."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.directory = _cache_dir(config, "--claims-evidence", "claims-evidence")
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.claims: list[dict[str, Any]] = []
+        self.runs: list[dict[str, Any]] = []
+        self.environment: dict[str, Any] = {}
+        self.store = None  # the RunStore, once a test asked for one
+        self.mnist = None
+        self.workers = 0
+
+    def local_environment(self) -> dict[str, Any]:
+        """Versions, device and data of this process, if it loaded TensorFlow and MNIST."""
+        if "tensorflow" not in sys.modules:
+            return {}
+        from fixtures.runs import device_description, library_versions
+
+        env: dict[str, Any] = {"versions": library_versions(), "device": device_description()}
+        if self.mnist is not None:
+            env["data"] = {"source": self.mnist.source, "fingerprint": self.mnist.fingerprint,
+                           "checksums": dict(self.mnist.checksums)}
+        return env
+
+    def local_runs(self) -> list[dict[str, Any]]:
+        return [run.to_evidence() for run in self.store.used.values()] if self.store else []
+
+    def absorb(self, output: dict[str, Any]) -> None:
+        """Take a worker's share (sent as JSON strings through execnet)."""
+        self.workers += 1
+        self.claims += json.loads(output["claims"])
+        self.runs += json.loads(output["runs"])
+        self.environment = self.environment or json.loads(output["environment"])
+
+    def write(self) -> Path:
+        options = self.config.option
+        session = {
+            "started": self.started,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "profile": options.claims_profile,
+            "seeds": list(range(options.seeds)),
+            "strict": options.strict_claims,
+            "workers": self.workers,
+            **self.environment,
+        }
+        return write_evidence(self.directory, session, self.runs, self.claims)
+
+
+EVIDENCE_KEY = pytest.StashKey[EvidenceSession]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[EVIDENCE_KEY] = EvidenceSession(config)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Make each claim selectable by its id with -k."""
+    for item in items:
+        marker = item.get_closest_marker("claim")
+        if marker and marker.args:
+            item.extra_keyword_matches.add(marker.args[0])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    claim = item.stash.get(CLAIM_KEY, None)
+    if claim is not None and (report.when == "call" or report.outcome != "passed"):
+        claim.record["outcome"] = outcome_of(report)
+    return report
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    claim = item.stash.get(CLAIM_KEY, None)
+    if claim is not None and claim.record["verdict"] is not None:
+        item.config.stash[EVIDENCE_KEY].claims.append(claim.record)
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Controller side of xdist: absorb what a finished worker recorded."""
+    output = getattr(node, "workeroutput", None)
+    if output and "claims" in output:
+        node.config.stash[EVIDENCE_KEY].absorb(output)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    evidence = session.config.stash[EVIDENCE_KEY]
+    if _is_worker(session.config):
+        session.config.workeroutput.update(
+            claims=json.dumps(evidence.claims),
+            runs=json.dumps(evidence.local_runs()),
+            environment=json.dumps(evidence.local_environment()),
+        )
+        return
+    evidence.runs += evidence.local_runs()
+    evidence.environment = evidence.environment or evidence.local_environment()
+    if evidence.claims:
+        evidence.write()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    cache = _cache_dir(config, "--claims-cache", "training-runs")
+    return [f"mnist-claims: profile={config.option.claims_profile} seeds={config.option.seeds} "
+            f"runs cache={cache} (training progress: tail -f {cache}/*.log)"]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    evidence = config.stash[EVIDENCE_KEY]
+    from fixtures.evidence import merge_runs
+
+    runs = merge_runs(evidence.runs)
+    if runs:
+        terminalreporter.section("training runs used")
+        trained = [r for r in runs if r["source"] == "trained"]
+        for r in runs:
+            terminalreporter.line(f"{r['source']:>7}  {r['wall_s']:8.1f}s  {r['s_per_epoch']:6.2f} s/epoch  "
+                                  f"{r['label']}  [{r['key']}]")
+        terminalreporter.line(f"{len(trained)} trained ({sum(r['wall_s'] for r in trained):.0f}s), "
+                              f"{len(runs) - len(trained)} loaded from cache")
+    if evidence.claims:
+        terminalreporter.line(f"evidence: {evidence.directory / 'evidence.json'}")
+
+
+@pytest.fixture(scope="session")
+def mnist(pytestconfig: pytest.Config) -> Any:
+    """MNIST as the notebook preprocesses it; a missing or corrupt dataset fails with one clear line."""
+    from fixtures.data import MnistError, load_mnist
+
+    try:
+        data = load_mnist(pytestconfig.option.mnist_dir, verify=not pytestconfig.option.mnist_no_verify)
+    except MnistError as e:
+        pytest.fail(f"MNIST: {e}", pytrace=False)
+    pytestconfig.stash[EVIDENCE_KEY].mnist = data
+    return data
+
+
+@pytest.fixture(scope="session")
+def seeds(pytestconfig: pytest.Config) -> list[int]:
+    """Seeds 0..N-1, so that a larger --seeds reuses the cached runs of a smaller one."""
+    return list(range(pytestconfig.option.seeds))
+
+
+@pytest.fixture(scope="session")
+def runs(pytestconfig: pytest.Config, mnist: Any) -> Any:
+    """The training-run store: `runs.get(runs.spec(...))` trains once, then loads from the cache."""
+    from fixtures.runs import PROFILES, RunStore, has_gpu
+
+    option = pytestconfig.option.op_determinism
+    deterministic = option == "on" or (option == "auto" and not has_gpu())
+    store = RunStore(_cache_dir(pytestconfig, "--claims-cache", "training-runs"), mnist,
+                     PROFILES[pytestconfig.option.claims_profile], deterministic=deterministic)
+    pytestconfig.stash[EVIDENCE_KEY].store = store
+    return store
+
+
+@pytest.fixture
+def claim(request: pytest.FixtureRequest) -> Claim:
+    """The claim under test: end the test with `claim.check(verdict, rule=..., summary=...)`."""
+    from fixtures.runs import PROFILES
+
+    config = request.config
+    handle = Claim(request.node, config.stash[EVIDENCE_KEY].directory, strict=config.option.strict_claims,
+                   is_evidence=PROFILES[config.option.claims_profile].is_evidence)
+    request.node.stash[CLAIM_KEY] = handle
+    return handle
