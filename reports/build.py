@@ -1,0 +1,123 @@
+"""Assembles index.html and its figures from the evidence, in the notebook's order."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader
+
+from reports import figures, regression
+from reports.evidence import Evidence, display_verdict
+
+# (anchor, heading, figure function) in the notebook's order.
+SECTIONS: tuple[tuple[str, str, Callable[[Evidence, Path], list[figures.Figure]] | None], ...] = (
+    ("architecture", "Architecture", None),
+    ("training", "Training curves", figures.training_curves),
+    ("batch-size", "Batch size", figures.batch_size),
+    ("cnn-vs-mlp", "CNN vs MLP", figures.cnn_vs_mlp),
+    ("inside", "Inside the network", figures.inside),
+    ("predictions", "Predictions", figures.predictions),
+    ("specificity", "Specificity", figures.specificity),
+    ("timing", "Timing", None),
+)
+# Claim-id prefixes that pin a claim to a report section; others go by their own "section" field.
+PREFIXES = (("arch-", "architecture"), ("overfitting", "training"), ("improved", "training"), ("batch-", "batch-size"),
+            ("cnn-vs-mlp", "cnn-vs-mlp"), ("ambigu", "predictions"), ("deeper-features", "specificity"))
+BY_FIELD = {"architecture": "architecture", "training": "training", "analysis": "inside"}
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    claims: list[dict]
+    figures: list[figures.Figure]
+
+
+def section_of(claim: dict) -> str:
+    """The report section a claim's evidence block belongs in."""
+    for prefix, section in PREFIXES:
+        if claim["id"].startswith(prefix):
+            return section
+    return BY_FIELD.get(claim.get("section"), "inside")
+
+
+def stat_rows(statistics: dict) -> list[dict]:
+    """Table rows for a claim's statistics: one per Summary, three (a, b, diff) per Comparison."""
+    rows = []
+    for name, s in statistics.items():
+        if "mean" in s:
+            rows.append({"name": name, **s})
+            continue
+        for part in ("a", "b", "diff"):
+            rows.append({"name": f"{name} · {part}", **s.get(part, {})})
+        lo, hi = s.get("p_a_better_ci") or (None, None)
+        rows[-1]["test"] = (f"P(a better) = {num(s.get('p_a_better'))} [{num(lo)}, {num(hi)}], "
+                            f"t-test p = {num(s.get('t_pvalue'))}, {'higher' if s.get('higher_is_better', True) else 'lower'} is better")
+    return rows
+
+
+def layer_tables(claims: list[dict]) -> dict[str, list[dict]]:
+    """Model title -> layer list, once per model, from architecture claims that measured a summary."""
+    tables: dict[str, list[dict]] = {}
+    for c in claims:
+        measured = c.get("measured") or {}
+        if section_of(c) == "architecture" and "model" in measured and "layers" in measured:
+            tables.setdefault(measured["model"], measured["layers"])
+    return tables
+
+
+def num(x: object) -> str:
+    """A number for humans: 4 significant digits, thousands separators for big integers, NaN/∞ spelled out."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    if isinstance(x, int):
+        return f"{x:,}"
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    return f"{x:,.0f}" if abs(x) >= 10_000 else f"{x:.4g}"
+
+
+def shape(x: object) -> str:
+    """A tensor shape as a tuple, e.g. (26, 26, 16); scalars as numbers."""
+    return f"({', '.join(map(str, x))})" if isinstance(x, (list, tuple)) else num(x)
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                      undefined=ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(num=num, verdict=display_verdict, pretty=lambda x: json.dumps(x, indent=1),
+                       css=lambda verdict: "v-" + verdict.replace(" ", "-"), shape=shape)
+    return env
+
+
+def build(ev: Evidence, out: Path, baseline: Evidence | None = None) -> Path:
+    """Write out/index.html plus its PNGs and return the index path."""
+    out.mkdir(parents=True, exist_ok=True)
+    order = [sid for sid, _, _ in SECTIONS]
+    claims = sorted(ev.claims, key=lambda c: order.index(section_of(c)))
+    sections = [Section(sid, title, [c for c in claims if section_of(c) == sid], draw(ev, out) if draw else [])
+                for sid, title, draw in SECTIONS]
+    trained = [r for r in ev.runs if r["source"] == "trained"]
+    html = _environment().get_template("report.html.j2").render(
+        ev=ev, session=ev.session, claims=claims, sections=sections, stat_rows=stat_rows,
+        run_labels={r["key"]: r["label"] for r in ev.runs},
+        layer_tables=layer_tables(claims),
+        padding=(ev.claim("arch-same-padding") or {}).get("measured") or {},
+        trained=len(trained), cached=len(ev.runs) - len(trained), train_s=sum(r.get("wall_s") or 0 for r in trained),
+        baseline=baseline, changes=regression.compare(baseline, ev) if baseline else None,
+        stat_rule=regression.STAT_RULE, time_rule=regression.TIME_RULE,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    index = out / "index.html"
+    index.write_text(html, encoding="utf-8")
+    return index

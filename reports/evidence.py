@@ -1,0 +1,100 @@
+"""Loading and validation of the evidence.json written by the claim tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = 1
+VERDICTS = ("holds", "refuted", "inconclusive")
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / ".pytest_cache" / "d" / "claims-evidence" / "evidence.json"
+
+
+class EvidenceError(Exception):
+    """Evidence that is missing or does not follow the contract; the message names the file."""
+
+
+@dataclass
+class Evidence:
+    """The parsed evidence.json plus the directory its arrays/ live in."""
+
+    path: Path
+    session: dict
+    runs: list[dict]
+    claims: list[dict]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def claim(self, claim_id: str) -> dict | None:
+        return next((c for c in self.claims if c["id"] == claim_id), None)
+
+    def arrays(self, claim_id: str) -> dict[str, np.ndarray] | None:
+        """The claim's npz arrays, or None when the claim, its arrays entry or the file is absent."""
+        claim = self.claim(claim_id)
+        if not claim or not claim.get("arrays") or not (self.root / claim["arrays"]).is_file():
+            return None
+        try:
+            with np.load(self.root / claim["arrays"]) as npz:
+                return dict(npz)
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise EvidenceError(f"{self.root / claim['arrays']}: unreadable arrays ({e})") from None
+
+
+def resolve(path: str | os.PathLike | None) -> Path:
+    """The evidence.json to read: PATH (file or its directory), else $MNIST_CLAIMS_EVIDENCE, else the pytest cache."""
+    p = Path(path or os.environ.get("MNIST_CLAIMS_EVIDENCE") or DEFAULT_PATH)
+    return p / "evidence.json" if p.is_dir() else p
+
+
+def display_verdict(claim: dict) -> str:
+    """The verdict as the report shows it: a refutation the suite already declared is a "known refutation"."""
+    if claim["verdict"] == "refuted" and claim.get("known_refutation"):
+        return "known refutation"
+    return claim["verdict"]
+
+
+def load(path: str | os.PathLike | None = None) -> Evidence:
+    """Read and check the evidence; raise EvidenceError with a one-line reason otherwise."""
+    file = resolve(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvidenceError(f"{file}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvidenceError(f"{file}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise EvidenceError(f"{file}: not valid JSON ({e})") from None
+    try:
+        _check(data)
+    except (EvidenceError, KeyError, TypeError, AttributeError) as e:
+        raise EvidenceError(f"{file}: malformed evidence: {e}") from None
+    return Evidence(file, data["session"], data["runs"], data["claims"])
+
+
+def _require(ok: bool, problem: str) -> None:
+    if not ok:
+        raise EvidenceError(problem)
+
+
+def _check(data: dict) -> None:
+    _require(isinstance(data, dict), "top level is not an object")
+    _require(data.get("schema") == SCHEMA, f"schema is {data.get('schema')!r}, expected {SCHEMA}")
+    _require(isinstance(data.get("session"), dict), "'session' is not an object")
+    _require(isinstance(data.get("runs"), list), "'runs' is not a list")
+    _require(isinstance(data.get("claims"), list), "'claims' is not a list")
+    for run in data["runs"]:
+        missing = {"key", "label", "model", "batch_size", "epochs", "seed", "source"} - run.keys()
+        _require(not missing, f"run {run.get('label', '?')!r} lacks {sorted(missing)}")
+    for claim in data["claims"]:
+        _require(isinstance(claim.get("id"), str), "a claim has no string 'id'")
+        _require(claim.get("verdict") in VERDICTS, f"claim {claim['id']!r} has verdict {claim.get('verdict')!r}")
+        statistics = claim.get("statistics") or {}
+        _require(isinstance(statistics, dict) and all(isinstance(s, dict) for s in statistics.values()),
+                 f"claim {claim['id']!r}: 'statistics' is not an object of objects")

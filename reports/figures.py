@@ -1,0 +1,278 @@
+"""The report's PNG figures, one function per report section; each returns the figures it could draw."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from reports.evidence import Evidence  # noqa: E402
+
+DPI = 80
+TRAIN, VAL = "tab:red", "tab:blue"
+
+
+@dataclass(frozen=True)
+class Figure:
+    src: str
+    caption: str
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of its Student-t 95% confidence interval (0 for fewer than two finite values)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (float(v.mean()) if v.size else float("nan")), 0.0
+    return float(v.mean()), float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+
+
+def run_groups(runs: list[dict]) -> dict[tuple, list[dict]]:
+    """Runs grouped over seeds by (model, model_config, batch_size, epochs)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[r["model"], json.dumps(r.get("model_config") or {}, sort_keys=True), r["batch_size"], r["epochs"]].append(r)
+    return dict(groups)
+
+
+def _save(fig: plt.Figure, out: Path, name: str, caption: str) -> Figure:
+    fig.savefig(out / name, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(name, caption)
+
+
+def _curves(runs: list[dict], metric: str) -> np.ndarray:
+    """(seeds, epochs) array of one history metric, cut to the shortest history."""
+    rows = [r.get("history", {}).get(metric) or [] for r in runs]
+    n = min(len(row) for row in rows)
+    return np.array([row[:n] for row in rows], dtype=float)
+
+
+def _band(ax: plt.Axes, curves: np.ndarray, label: str, color: str | None = None) -> None:
+    """Mean over seeds as a line, min–max over seeds as a shaded band."""
+    x = np.arange(1, curves.shape[1] + 1)
+    (line,) = ax.plot(x, curves.mean(axis=0), color=color, label=label)
+    ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
+
+
+def _grid(maps: np.ndarray, ncols: int, title: str) -> plt.Figure:
+    """The last axis of maps tiled row by row into one gray mosaic, each map on its own scale (as the notebook's subplots)."""
+    h, w, n = maps.shape
+    nrows = -(-n // ncols)
+    lo, hi = maps.min(axis=(0, 1)), maps.max(axis=(0, 1))
+    scaled = (maps - lo) / np.where(hi > lo, hi - lo, 1)
+    mosaic = np.full((nrows * (h + 1) - 1, ncols * (w + 1) - 1), np.nan)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        mosaic[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = scaled[..., i]
+    fig, ax = plt.subplots(figsize=(1.2 * ncols, 1.2 * nrows + 0.4))
+    ax.imshow(mosaic, cmap=plt.get_cmap("gray").with_extremes(bad="white"), vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+    return fig
+
+
+def _is_basic(run: dict) -> bool:
+    return run["model"] == "basic_cnn" and (run.get("model_config") or {}).get("padding", "valid") == "valid"
+
+
+def training_curves(ev: Evidence, out: Path) -> list[Figure]:
+    """Loss and accuracy over epochs for every batch-64 CNN configuration, onset of overfitting marked."""
+    onset = (ev.claim("overfitting-signature") or {}).get("measured", {}).get("onset_epoch")
+    figures = []
+    groups = sorted(((k, g) for k, g in run_groups(ev.runs).items() if k[2] == 64 and k[0] != "mlp"), key=lambda kg: kg[0])
+    for (model, _config, bs, epochs), runs in groups:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            _band(ax, _curves(runs, metric), "Training", TRAIN)
+            _band(ax, _curves(runs, f"val_{metric}"), "Validation", VAL)
+            if onset and _is_basic(runs[0]) and epochs == 10:
+                ax.axvline(float(np.mean(onset)), color="k", ls="--", lw=1, label=f"overfitting onset (mean {np.mean(onset):.1f})")
+            ax.set(xlabel="Epoch #", ylabel=metric.capitalize())
+            ax.legend(fontsize=8)
+        config_text = "".join(f" {k}={v}" for k, v in (runs[0].get("model_config") or {}).items())
+        fig.suptitle(f"{model}{config_text}, batch {bs}, {epochs} epochs ({len(runs)} seeds)")
+        name = f"curves-{model}-bs{bs}-ep{epochs}-{len(figures)}.png"
+        figures.append(_save(fig, out, name, f"{model}{config_text}: mean over {len(runs)} seeds, band = min–max over seeds."))
+    return figures
+
+
+def batch_size(ev: Evidence, out: Path) -> list[Figure]:
+    """Training loss per batch size, final accuracies with 95% CIs, and per-seed instability."""
+    by_bs: dict[int, list[dict]] = defaultdict(list)
+    for r in ev.runs:
+        if _is_basic(r) and r["epochs"] == 10:
+            by_bs[r["batch_size"]].append(r)
+    figures = []
+    if by_bs:
+        sizes = sorted(by_bs)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for bs in sizes:
+            _band(ax, _curves(by_bs[bs], "loss"), f"batch {bs}")
+        ax.set(xlabel="Epoch #", ylabel="Training loss", yscale="log", title="Training loss per batch size")
+        ax.legend()
+        figures.append(_save(fig, out, "batch-loss.png", "Training loss, mean over seeds, band = min–max over seeds."))
+
+        final = {
+            "final validation accuracy": [[(r.get("history", {}).get("val_accuracy") or [np.nan])[-1] for r in by_bs[bs]] for bs in sizes],
+            "test accuracy": [[r.get("evaluation", {}).get("test", {}).get("accuracy", np.nan) for r in by_bs[bs]] for bs in sizes],
+        }
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for offset, (label, values) in zip((-0.1, 0.1), final.items()):
+            x = np.arange(len(sizes)) + offset
+            cis = [mean_ci(v) for v in values]
+            ax.errorbar(x, [m for m, _ in cis], yerr=[h for _, h in cis], fmt="o", capsize=4, label=label)
+            for xi, v in zip(x, values):
+                ax.plot([xi] * len(v), v, ".", color="gray", alpha=0.6)
+        ax.set_xticks(range(len(sizes)), [str(bs) for bs in sizes])
+        ax.set(xlabel="Batch size", ylabel="Accuracy", title="Final accuracy per batch size")
+        ax.legend()
+        figures.append(_save(fig, out, "batch-accuracy.png", "Mean with Student-t 95% CI; gray dots are single seeds."))
+
+    instability = (ev.claim("batch-small-unstable") or {}).get("measured", {}).get("instability")
+    if instability:
+        sizes = sorted(instability, key=int)
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for i, bs in enumerate(sizes):
+            m, h = mean_ci(instability[bs])
+            ax.errorbar(i, m, yerr=h, fmt="o", color="k", capsize=4)
+            ax.plot([i] * len(instability[bs]), instability[bs], ".", color="tab:orange")
+        ax.set_xticks(range(len(sizes)), sizes)
+        ax.set(xlabel="Batch size", ylabel="Instability", title="Instability of the training loss per batch size")
+        figures.append(_save(fig, out, "batch-instability.png", "Orange: single seeds; black: mean with 95% CI."))
+    return figures
+
+
+def _points_with_ci(ax: plt.Axes, groups: dict[str, list[float]], ylabel: str) -> None:
+    for i, (label, values) in enumerate(groups.items()):
+        m, h = mean_ci(values)
+        ax.bar(i, m, yerr=h, capsize=6, color=["tab:blue", "tab:gray"][i % 2], alpha=0.6)
+        ax.plot([i] * len(values), values, "k.")
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+
+
+def cnn_vs_mlp(ev: Evidence, out: Path) -> list[Figure]:
+    """Test accuracy and seconds per epoch of the CNN and the MLP, per seed and with 95% CIs."""
+    figures = []
+    comparison = (ev.claim("cnn-vs-mlp-accuracy") or {}).get("statistics", {}).get("test_accuracy")
+    if comparison:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        _points_with_ci(ax, {"CNN": comparison["a"]["values"], "MLP": comparison["b"]["values"]}, "Test accuracy")
+        lows = [min(comparison[k]["values"]) for k in ("a", "b")]
+        ax.set_ylim(min(lows) - 0.01, 1.0)
+        ax.set_title("Test accuracy")
+        figures.append(_save(fig, out, "cnn-vs-mlp-accuracy.png", "Bars: mean with 95% CI; dots: single seeds."))
+    timing = (ev.claim("cnn-vs-mlp-time") or {}).get("measured", {})
+    if timing.get("s_per_epoch"):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        _points_with_ci(ax, timing["s_per_epoch"], "Seconds per epoch")
+        ax.set_title(f"Training time on {timing.get('device', 'this device')}")
+        figures.append(_save(fig, out, "cnn-vs-mlp-time.png", "Bars: mean with 95% CI; dots: single seeds."))
+    return figures
+
+
+def inside(ev: Evidence, out: Path) -> list[Figure]:
+    """First-layer filters, the input image, feature, pooling and second-layer maps, and edge scores."""
+    maps = ev.arrays("feature-maps-are-filters") or {}
+    edges = ev.arrays("filters-detect-edges") or {}
+    pool = ev.arrays("pooling-maps") or {}
+    conv2 = ev.arrays("deeper-layer-shape") or {}
+    filters = edges.get("filters", maps.get("filters"))
+    figures = []
+    if filters is not None:
+        figures.append(_save(_grid(filters[:, :, 0, :16], 4, "First 16 filters of the first convolutional layer"),
+                             out, "filters-16.png", "The notebook's 4×4 view of the first 16 trained 3×3 filters."))
+        figures.append(_save(_grid(filters[:, :, 0, :], 8, f"All {filters.shape[-1]} trained filters"),
+                             out, "filters-all.png", "All trained first-layer filters."))
+    if "filters_init" in edges:
+        figures.append(_save(_grid(edges["filters_init"][:, :, 0, :], 8, "The same filters at initialization"),
+                             out, "filters-init.png", "First-layer filters before training, for comparison."))
+    if "image" in maps:
+        fig, ax = plt.subplots(figsize=(3.5, 3.5))
+        fig.colorbar(ax.imshow(maps["image"], cmap="gray"), ax=ax)
+        ax.set_title("Input image")
+        ax.axis("off")
+        figures.append(_save(fig, out, "input-image.png", "The image fed to the network (X_mean added back)."))
+    for arrays, key, ncols, name, title in (
+        (maps, "conv_maps", 8, "feature-maps.png", "Feature maps of the first convolutional layer"),
+        (pool, "pool_maps", 8, "pooling-maps.png", "Outputs of the first max-pooling layer"),
+        (conv2, "conv2_maps", 8, "conv2-maps.png", "Feature maps of the second convolutional layer"),
+    ):
+        if key in arrays:
+            figures.append(_save(_grid(arrays[key], ncols, f"{title} ({arrays[key].shape[-1]} maps)"), out, name,
+                                 f"{title}, shape {tuple(arrays[key].shape)}; map 0 top left, row by row, each on its own gray scale."))
+    scores = {label: edges[key] for label, key in (("trained", "score_trained"), ("initial", "score_init"),
+                                                   ("random", "score_random")) if key in edges}
+    if scores:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        rng = np.random.default_rng(0)
+        for i, (label, s) in enumerate(scores.items()):
+            ax.plot(s, i + rng.uniform(-0.15, 0.15, len(s)), ".", alpha=0.6)
+            ax.plot([np.median(s)] * 2, [i - 0.3, i + 0.3], "k-", lw=2)
+        ax.set_yticks(range(len(scores)), [f"{k} filters" for k in scores])
+        ax.set(xlabel="Edge-detector score", title="Edge-detector score per filter")
+        figures.append(_save(fig, out, "edge-scores.png", "One dot per filter; black bar: median."))
+    return figures
+
+
+def predictions(ev: Evidence, out: Path) -> list[Figure]:
+    """Softmax output for the ambiguous example, and a gallery of the least confident test examples."""
+    figures = []
+    one = ev.arrays("ambiguous-31727")
+    if one:
+        probs = np.atleast_2d(one["probabilities"])
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [1, 2.5]})
+        a0.imshow(one["image"], cmap="gray")
+        a0.set_title("Training example 31727")
+        a0.axis("off")
+        a1.bar(range(10), probs.mean(axis=0), color="tab:blue", alpha=0.6, label=f"mean over {len(probs)} seeds")
+        for p in probs:
+            a1.plot(range(10), p, "k.", alpha=0.7)
+        a1.set_xticks(range(10))
+        a1.set(xlabel="Digit", ylabel="Probability", ylim=(0, 1.05))
+        a1.legend()
+        figures.append(_save(fig, out, "ambiguous-31727.png", "Softmax output: bars are the mean, dots single seeds."))
+    rare = ev.arrays("ambiguities-rare")
+    if rare and len(rare["images"]):
+        k = min(len(rare["images"]), 24)
+        ncols = min(k, 8)
+        nrows = -(-k // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows + 0.3), squeeze=False, layout="constrained")
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < k:
+                top = np.argsort(rare["probabilities"][i])[::-1][:2]
+                p = rare["probabilities"][i]
+                ax.imshow(rare["images"][i], cmap="gray")
+                ax.set_title(f"#{rare['indices'][i]} label {rare['labels'][i]}\n{top[0]}: {p[top[0]]:.2f}  {top[1]}: {p[top[1]]:.2f}",
+                             fontsize=8)
+        fig.suptitle("Least confident test examples")
+        figures.append(_save(fig, out, "ambiguities.png", "Titles: test index and true label, then the two most probable classes with their probabilities."))
+    return figures
+
+
+def specificity(ev: Evidence, out: Path) -> list[Figure]:
+    """Selectivity of first- vs second-layer feature maps, as histograms and a box plot."""
+    sel = ev.arrays("deeper-features-specific")
+    if not sel:
+        return []
+    data = {"conv1": sel["selectivity_conv1"], "conv2": sel["selectivity_conv2"]}
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [2, 1]})
+    bins = np.histogram_bin_edges(np.concatenate(list(data.values())), bins=20)
+    for label, v in data.items():
+        a0.hist(v, bins=bins, alpha=0.5, density=True, label=f"{label} ({len(v)} maps)")
+    a0.set(xlabel="Selectivity", ylabel="Density")
+    a0.legend()
+    a1.boxplot(list(data.values()), tick_labels=list(data))
+    a1.set_ylabel("Selectivity")
+    fig.suptitle("Class selectivity of feature maps")
+    return [_save(fig, out, "selectivity.png", "Higher selectivity = more class-specific feature map.")]

@@ -1,0 +1,121 @@
+"""What changed between a baseline evidence file and the current one (for nightly comparisons)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from reports.evidence import Evidence, display_verdict
+
+SLOWDOWN = 0.20
+STAT_RULE = ("a statistic moved when its 95% confidence interval now and in the baseline do not overlap "
+             "(for comparisons: each of a, b and their difference)")
+TIME_RULE = f"a run regressed when its seconds per epoch grew by more than {SLOWDOWN:.0%} (runs matched by model, config, batch size, epochs and seed)"
+
+
+@dataclass(frozen=True)
+class VerdictChange:
+    claim_id: str
+    before: str
+    after: str
+    reason_before: str | None
+    reason_after: str | None
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class StatChange:
+    claim_id: str
+    statistic: str
+    before: Interval
+    after: Interval
+
+
+@dataclass(frozen=True)
+class RunSlowdown:
+    label: str
+    before: float
+    after: float
+
+    @property
+    def ratio(self) -> float:
+        return self.after / self.before
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    name: str
+    before: str | None
+    after: str | None
+
+
+@dataclass
+class Changes:
+    """Everything that differs, each list empty when nothing did."""
+
+    verdicts: list[VerdictChange] = field(default_factory=list)
+    statistics: list[StatChange] = field(default_factory=list)
+    slower_runs: list[RunSlowdown] = field(default_factory=list)
+    versions: list[VersionChange] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def verdict_changed(self) -> bool:
+        return bool(self.verdicts)
+
+
+def compare(baseline: Evidence, current: Evidence) -> Changes:
+    """Verdict changes, statistics that moved beyond their uncertainty, slower runs and new library versions."""
+    before = {c["id"]: c for c in baseline.claims}
+    after = {c["id"]: c for c in current.claims}
+    changes = Changes(added=[i for i in after if i not in before], removed=[i for i in before if i not in after])
+    for cid in (i for i in after if i in before):
+        b, a = before[cid], after[cid]
+        if (display_verdict(b), b.get("known_refutation")) != (display_verdict(a), a.get("known_refutation")):
+            changes.verdicts.append(VerdictChange(cid, display_verdict(b), display_verdict(a),
+                                                  b.get("known_refutation"), a.get("known_refutation")))
+        changes.statistics += _moved(cid, b.get("statistics") or {}, a.get("statistics") or {})
+    old_runs = {_run_identity(r): r for r in baseline.runs}
+    for run in current.runs:
+        old = old_runs.get(_run_identity(run))
+        t0, t1 = (old or {}).get("s_per_epoch"), run.get("s_per_epoch")
+        if _finite(t0, t1) and t0 > 0 and t1 > t0 * (1 + SLOWDOWN):
+            changes.slower_runs.append(RunSlowdown(run["label"], t0, t1))
+    v0, v1 = baseline.session.get("versions") or {}, current.session.get("versions") or {}
+    changes.versions = [VersionChange(k, v0.get(k), v1.get(k)) for k in sorted(v0.keys() | v1.keys()) if v0.get(k) != v1.get(k)]
+    return changes
+
+
+def _moved(claim_id: str, before: dict, after: dict) -> list[StatChange]:
+    moved = []
+    for name in (n for n in after if n in before):
+        for part, b, a in _summaries(name, before[name], after[name]):
+            i0, i1 = Interval(b["mean"], b["ci_low"], b["ci_high"]), Interval(a["mean"], a["ci_low"], a["ci_high"])
+            if _finite(i0.low, i0.high, i1.low, i1.high) and (i1.low > i0.high or i1.high < i0.low):
+                moved.append(StatChange(claim_id, part, i0, i1))
+    return moved
+
+
+def _summaries(name: str, before: dict, after: dict) -> list[tuple[str, dict, dict]]:
+    """Pairs of Summary dicts to compare: the entry itself, or a Comparison's a, b and diff."""
+    if all(k in before and k in after for k in ("mean", "ci_low", "ci_high")):
+        return [(name, before, after)]
+    return [(f"{name}.{p}", before[p], after[p]) for p in ("a", "b", "diff")
+            if isinstance(before.get(p), dict) and isinstance(after.get(p), dict)
+            and all(k in before[p] and k in after[p] for k in ("mean", "ci_low", "ci_high"))]
+
+
+def _run_identity(run: dict) -> tuple:
+    return run["model"], json.dumps(run.get("model_config") or {}, sort_keys=True), run["batch_size"], run["epochs"], run["seed"]
+
+
+def _finite(*xs: object) -> bool:
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
