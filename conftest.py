@@ -20,7 +20,8 @@ import pytest
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fixtures.evidence import Claim, outcome_of, write_evidence  # noqa: E402
+from fixtures.evidence import Claim, merge_runs, outcome_of, write_evidence  # noqa: E402
+from fixtures.profiles import PROFILES  # noqa: E402
 
 CLAIM_KEY = pytest.StashKey[Claim]()
 
@@ -166,8 +167,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     evidence = config.stash[EVIDENCE_KEY]
-    from fixtures.evidence import merge_runs
-
     runs = merge_runs(evidence.runs)
     if runs:
         terminalreporter.section("training runs used")
@@ -203,7 +202,7 @@ def seeds(pytestconfig: pytest.Config) -> list[int]:
 @pytest.fixture(scope="session")
 def runs(pytestconfig: pytest.Config, mnist: Any) -> Any:
     """The training-run store: `runs.get(runs.spec(...))` trains once, then loads from the cache."""
-    from fixtures.runs import PROFILES, RunStore, has_gpu
+    from fixtures.runs import RunStore, has_gpu
 
     option = pytestconfig.option.op_determinism
     deterministic = option == "on" or (option == "auto" and not has_gpu())
@@ -216,8 +215,6 @@ def runs(pytestconfig: pytest.Config, mnist: Any) -> Any:
 @pytest.fixture
 def claim(request: pytest.FixtureRequest) -> Claim:
     """The claim under test: end the test with `claim.check(verdict, rule=..., summary=...)`."""
-    from fixtures.runs import PROFILES
-
     config = request.config
     handle = Claim(request.node, config.stash[EVIDENCE_KEY].directory, strict=config.option.strict_claims,
                    is_evidence=PROFILES[config.option.claims_profile].is_evidence)

@@ -15,7 +15,8 @@ import numpy as np
 
 from fixtures.data import Mnist
 from fixtures.models import INPUT_SHAPE, NUM_CLASSES, register_model, sgd
-from fixtures.runs import PROFILES, RunStore
+from fixtures.profiles import PROFILES
+from fixtures.runs import RunStore
 
 
 @register_model("tiny", optimizer=sgd(0.05))

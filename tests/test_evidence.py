@@ -1,0 +1,89 @@
+"""Verdicts become outcomes, and evidence from every xdist worker lands in one file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fixtures.evidence import Verdict, merge_runs
+
+REPO = Path(__file__).resolve().parent.parent
+
+CLAIMS = '''
+import numpy as np
+import pytest
+from fixtures.evidence import Verdict
+
+@pytest.mark.claim("c-holds", question="Q: does it hold?")
+def test_holds(claim):
+    """"It holds."
+
+    More words.
+    """
+    claim.save_arrays(x=np.arange(3))
+    claim.check(Verdict.HOLDS, rule="r", summary="1 > 0", measured={"v": np.float32(1.5)}, seeds=[0])
+
+@pytest.mark.claim("c-refuted")
+def test_refuted(claim):
+    claim.check(Verdict.REFUTED, rule="r", summary="0.97 < 0.99")
+
+@pytest.mark.claim("c-inconclusive")
+def test_inconclusive(claim):
+    claim.check(Verdict.INCONCLUSIVE, rule="r", summary="p = 0.3")
+
+@pytest.mark.xfail(strict=True, reason="refuted on this TF: 0.97")
+@pytest.mark.claim("c-known")
+def test_known(claim):
+    claim.check(Verdict.REFUTED, rule="r", summary="0.97 < 0.99")
+'''
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A throwaway project with this repo's conftest and four claims, one per outcome."""
+    pytester.makeconftest((REPO / "conftest.py").read_text())
+    pytester.makepyfile(test_claims=CLAIMS)
+    pytester.makeini(f"[pytest]\npythonpath = {REPO}\nmarkers = claim(id): a claim\n")
+    return pytester
+
+
+def evidence(pytester: pytest.Pytester) -> dict:
+    return json.loads((pytester.path / ".pytest_cache/d/claims-evidence/evidence.json").read_text())
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_verdicts_become_outcomes_and_evidence(suite, workers):
+    result = suite.runpytest_subprocess("-p", "xdist", *workers, "-rs")
+    result.assert_outcomes(passed=1, failed=1, skipped=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*c-refuted: refuted: 0.97 < 0.99*", "*c-inconclusive: inconclusive: p = 0.3*"])
+    claims = {c["id"]: c for c in evidence(suite)["claims"]}
+    assert {i: (c["verdict"], c["outcome"]) for i, c in claims.items()} == {
+        "c-holds": ("holds", "passed"), "c-refuted": ("refuted", "failed"),
+        "c-inconclusive": ("inconclusive", "skipped"), "c-known": ("refuted", "xfailed")}
+    holds = claims["c-holds"]
+    assert holds["quote"] == '"It holds."' and holds["question"] == "Q: does it hold?"
+    assert holds["measured"] == {"v": 1.5} and holds["seeds"] == [0]
+    assert (suite.path / ".pytest_cache/d/claims-evidence" / holds["arrays"]).is_file()
+    assert claims["c-known"]["known_refutation"] == "refuted on this TF: 0.97"
+
+
+def test_strict_claims_fail_inconclusive(suite):
+    result = suite.runpytest_subprocess("--strict-claims", "-k", "inconclusive")
+    result.assert_outcomes(failed=1)
+
+
+def test_claim_id_selects_with_k(suite):
+    result = suite.runpytest_subprocess("-k", "c-holds")
+    result.assert_outcomes(passed=1)
+
+
+def test_merge_runs_keeps_one_entry_per_key_preferring_trained():
+    run = {"key": "k", "model": "m", "batch_size": 64, "epochs": 1, "seed": 0}
+    merged = merge_runs([{**run, "source": "cached"}, {**run, "source": "trained"}, {**run, "source": "cached"}])
+    assert [r["source"] for r in merged] == ["trained"]
+
+
+def test_verdict_of_a_fact():
+    assert Verdict.of(True) is Verdict.HOLDS and Verdict.of(False) is Verdict.REFUTED
