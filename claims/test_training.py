@@ -35,18 +35,6 @@ def improved(runs, seeds) -> list:
     return runs.get_all([runs.spec("improved_cnn", batch_size=64, epochs=20, seed=s) for s in seeds])
 
 
-def over_seeds(flags: list[bool]) -> Verdict:
-    """Holds if every seed shows it, refuted if none does, inconclusive if the seeds disagree."""
-    if all(flags):
-        return Verdict.HOLDS
-    return Verdict.REFUTED if not any(flags) else Verdict.INCONCLUSIVE
-
-
-def by_decision(comparison: stats.Comparison) -> Verdict:
-    """A-better holds, B-better refutes, undecided is inconclusive (one-sided paired t, alpha 0.05)."""
-    return {"a_better": Verdict.HOLDS, "b_better": Verdict.REFUTED}.get(comparison.decision(), Verdict.INCONCLUSIVE)
-
-
 def accuracy_on_test_set(run) -> float:
     return run.evaluation["test"]["accuracy"]
 
@@ -90,7 +78,7 @@ def test_basic_cnn_overfits(claim, runs, seeds):
     onsets = [p["onset_epoch"] for p in per_seed]
     gap = stats.summarize([p["final_accuracy"] - p["final_val_accuracy"] for p in per_seed])
     claim.check(
-        over_seeds(flags),
+        Verdict.over_seeds(flags),
         rule="every seed: final train acc > final val acc, and val loss lowest before the last epoch "
              "while train loss keeps falling (holds: all seeds; refuted: none; else inconclusive)",
         summary=f"signature in {sum(flags)}/{len(flags)} seeds; train-val accuracy gap {fmt(gap)}; "
@@ -112,7 +100,7 @@ def test_cnn_more_accurate_than_mlp(claim, runs, seeds):
     cnn, fc = basic(runs, seeds), mlp(runs, seeds)
     comparison = stats.compare([accuracy_on_test_set(r) for r in cnn], [accuracy_on_test_set(r) for r in fc])
     claim.check(
-        by_decision(comparison),
+        Verdict.of_decision(comparison.decision()),
         rule="paired one-sided t-test over seeds on test accuracy, alpha 0.05; P(CNN > MLP) with bootstrap CI",
         summary=f"test accuracy CNN {fmt(comparison.a)} vs MLP {fmt(comparison.b)}; "
                 f"P(CNN > MLP) = {comparison.p_a_better:.2f} {list(comparison.p_a_better_ci)}, "
@@ -168,7 +156,7 @@ def test_small_batches_are_unstable(claim, runs, seeds):
                                        [v for b in BATCH_SIZES for v in instability[b]])
     rises = {b: sum(v > 0 for v in vs) for b, vs in instability.items()}
     claim.check(
-        by_decision(comparison),
+        Verdict.of_decision(comparison.decision()),
         rule="instability(16) > instability(128): one-sided paired t-test over seeds, alpha 0.05",
         summary=f"instability by batch size (mean): "
                 + ", ".join(f"{b}: {np.mean(v):.3f}" for b, v in instability.items())
@@ -193,9 +181,7 @@ def test_batch_128_slightly_better_than_64(claim, runs, seeds):
     large, small = basic(runs, seeds, 128), basic(runs, seeds, 64)
     val = stats.compare([r.history["val_accuracy"][-1] for r in large], [r.history["val_accuracy"][-1] for r in small])
     test = stats.compare([accuracy_on_test_set(r) for r in large], [accuracy_on_test_set(r) for r in small])
-    decisions = {val.decision(), test.decision()}
-    verdict = (Verdict.HOLDS if decisions == {"a_better"} else
-               Verdict.REFUTED if "b_better" in decisions else Verdict.INCONCLUSIVE)
+    verdict = Verdict.all_of(Verdict.of_decision(c.decision()) for c in (val, test))
     claim.check(
         verdict,
         rule="val and test accuracy, 128 vs 64, one-sided paired t-tests over seeds (alpha 0.05): "
@@ -250,10 +236,7 @@ def test_improved_cnn_does_not_overfit(claim, runs, seeds):
     flags = [p["val_accuracy"] >= p["keras_train_accuracy_dropout"] for p in per_seed]
     loss = stats.compare([r.evaluation["test"]["loss"] for r in better], [r.evaluation["test"]["loss"] for r in base],
                          higher_is_better=False)
-    seeds_verdict, loss_verdict = over_seeds(flags), by_decision(loss)
-    verdicts = {seeds_verdict, loss_verdict}
-    verdict = (Verdict.HOLDS if verdicts == {Verdict.HOLDS} else
-               Verdict.REFUTED if Verdict.REFUTED in verdicts else Verdict.INCONCLUSIVE)
+    verdict = Verdict.all_of([Verdict.over_seeds(flags), Verdict.of_decision(loss.decision())])
     no_dropout_gap = stats.summarize([p["train_accuracy_no_dropout"] - p["val_accuracy"] for p in per_seed])
     claim.check(
         verdict,

@@ -87,3 +87,18 @@ def test_merge_runs_keeps_one_entry_per_key_preferring_trained():
 
 def test_verdict_of_a_fact():
     assert Verdict.of(True) is Verdict.HOLDS and Verdict.of(False) is Verdict.REFUTED
+
+
+@pytest.mark.parametrize("flags, expected", [([True, True], Verdict.HOLDS), ([False, False], Verdict.REFUTED),
+                                             ([True, False], Verdict.INCONCLUSIVE)])
+def test_verdict_over_seeds(flags, expected):
+    assert Verdict.over_seeds(flags) is expected
+
+
+def test_verdict_of_parts():
+    assert Verdict.of_decision("a_better") is Verdict.HOLDS
+    assert Verdict.of_decision("b_better") is Verdict.REFUTED
+    assert Verdict.of_decision("undecided") is Verdict.INCONCLUSIVE
+    assert Verdict.all_of([Verdict.HOLDS, Verdict.HOLDS]) is Verdict.HOLDS
+    assert Verdict.all_of([Verdict.HOLDS, Verdict.INCONCLUSIVE]) is Verdict.INCONCLUSIVE
+    assert Verdict.all_of([Verdict.INCONCLUSIVE, Verdict.REFUTED]) is Verdict.REFUTED
