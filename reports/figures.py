@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
+from fixtures.stats import summarize  # noqa: E402
 from reports.evidence import Evidence  # noqa: E402
 
 DPI = 80
@@ -27,12 +27,12 @@ class Figure:
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of its Student-t 95% confidence interval (0 for fewer than two finite values)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size < 2:
-        return (float(v.mean()) if v.size else float("nan")), 0.0
-    return float(v.mean()), float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    """Mean of the finite values and the half-width of its Student-t 95% CI (0 for fewer than two)."""
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return float("nan"), 0.0
+    summary = summarize(finite)
+    return summary.mean, summary.ci_high - summary.mean
 
 
 def run_groups(runs: list[dict]) -> dict[tuple, list[dict]]:
