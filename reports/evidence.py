@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA = 1
-VERDICTS = ("holds", "refuted", "inconclusive")
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / ".pytest_cache" / "d" / "claims-evidence" / "evidence.json"
+from fixtures.evidence import EVIDENCE_FILE, SCHEMA, Verdict
+
+VERDICTS = tuple(v.value for v in Verdict)
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / ".pytest_cache" / "d" / "claims-evidence" / EVIDENCE_FILE
 
 
 class EvidenceError(Exception):
@@ -50,7 +51,7 @@ class Evidence:
 def resolve(path: str | os.PathLike | None) -> Path:
     """The evidence.json to read: PATH (file or its directory), else $MNIST_CLAIMS_EVIDENCE, else the pytest cache."""
     p = Path(path or os.environ.get("MNIST_CLAIMS_EVIDENCE") or DEFAULT_PATH)
-    return p / "evidence.json" if p.is_dir() else p
+    return p / EVIDENCE_FILE if p.is_dir() else p
 
 
 def display_verdict(claim: dict) -> str:
