@@ -33,6 +33,19 @@ class Evidence:
     def root(self) -> Path:
         return self.path.parent
 
+    @property
+    def newest(self) -> str | None:
+        """The start time of the newest session that wrote this evidence."""
+        return self.session.get("started")
+
+    def taken(self, claim: dict) -> dict:
+        """When and where the claim's evidence was taken (older files: the file's one session)."""
+        return claim.get("taken") or {"session": self.newest, "profile": self.session.get("profile")}
+
+    def is_older(self, claim: dict) -> bool:
+        """Whether the claim was kept from a session before the newest (it was not re-run then)."""
+        return self.taken(claim).get("session") != self.newest
+
     def claim(self, claim_id: str) -> dict | None:
         return next((c for c in self.claims if c["id"] == claim_id), None)
 
