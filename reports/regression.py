@@ -12,7 +12,7 @@ from reports.evidence import Evidence, display_verdict
 SLOWDOWN = 0.20
 STAT_RULE = ("a statistic moved when its 95% confidence interval now and in the baseline do not overlap "
              "(for comparisons: each of a, b and their difference)")
-VERDICT_RULE = (f"a verdict change is significant when the claim's per-seed headline values differ by {twosample.RULE}; "
+VERDICT_RULE = (f"a verdict change is significant when baseline and now differ by {twosample.RULE}; "
                 "a change the test cannot address (n/a) counts as significant, since nothing shows it to be noise; "
                 "otherwise it is within noise")
 TIME_RULE = f"a run regressed when its seconds per epoch grew by more than {SLOWDOWN:.0%} (runs matched by model, config, batch size, epochs and seed)"
