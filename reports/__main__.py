@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown.resolve())
             return 0
         evidence = load(args.evidence)
+        print(f"evidence: {evidence.path}", file=sys.stderr)  # a default may be one of two places: say which
         baseline = load(args.baseline) if args.baseline else None
         index = build(evidence, args.out, baseline)
     except EvidenceError as e:

@@ -152,6 +152,7 @@ def test_reports_finds_the_newer_default_evidence_or_says_where_it_looked(tmp_pa
         path.write_text(json.dumps({**data, "session": {**data["session"], "started": f"session {i}"}}))
     os.utime(defaults[0], (1, 1))
     assert load().session["started"] == "session 1"
+    assert main(["--out", str(tmp_path / "out")]) == 0 and f"evidence: {defaults[1]}" in capsys.readouterr().err
     os.utime(defaults[1], (0, 0))
     assert load().session["started"] == "session 0"
 
