@@ -20,7 +20,7 @@ import pytest
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fixtures.evidence import Claim, merge_runs, outcome_of, write_evidence  # noqa: E402
+from fixtures.evidence import USER_CACHE, Claim, merge_runs, outcome_of, write_evidence  # noqa: E402
 from fixtures.profiles import PROFILES  # noqa: E402
 
 CLAIM_KEY = pytest.StashKey[Claim]()
@@ -38,10 +38,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--seeds", type=int, default=3, help="seeds per claim, 0..N-1 (default 3)")
     group.addoption("--strict-claims", action="store_true", help="fail inconclusive claims instead of skipping")
     group.addoption("--claims-cache", default=os.environ.get("MNIST_CLAIMS_CACHE"),
-                    help="training-run cache directory (env MNIST_CLAIMS_CACHE); "
-                         "default: pytest's cache, cleared by --cache-clear")
+                    help="training-run cache directory (env MNIST_CLAIMS_CACHE); default: pytest's cache, "
+                         f"cleared by --cache-clear (with -p no:cacheprovider: {USER_CACHE}/training-runs)")
     group.addoption("--claims-evidence", default=os.environ.get("MNIST_CLAIMS_EVIDENCE"),
-                    help="where evidence.json is written (env MNIST_CLAIMS_EVIDENCE); default: pytest's cache")
+                    help="where evidence.json is written (env MNIST_CLAIMS_EVIDENCE); default: pytest's cache "
+                         f"(with -p no:cacheprovider: {USER_CACHE}/claims-evidence)")
+    group.addoption("--fresh-evidence", action="store_true",
+                    help="start evidence.json afresh instead of keeping the claims this session does not run")
     group.addoption("--op-determinism", choices=["auto", "on", "off"], default="auto",
                     help="TensorFlow deterministic ops; auto: on without a GPU (default)")
 
@@ -51,8 +54,14 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def _cache_dir(config: pytest.Config, option: str, name: str) -> Path:
+    """The option's directory, else pytest's cache, else (cache plugin disabled) the per-user cache dir."""
     chosen = config.getoption(option)
-    path = Path(chosen).expanduser().resolve() if chosen else Path(config.cache.mkdir(name))
+    if chosen:
+        path = Path(chosen).expanduser().resolve()
+    elif hasattr(config, "cache"):
+        path = Path(config.cache.mkdir(name))
+    else:
+        path = USER_CACHE / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -70,6 +79,7 @@ class EvidenceSession:
         self.store = None  # the RunStore, once a test asked for one
         self.mnist = None
         self.workers = 0
+        self.afresh: str | None = None  # why the evidence file started afresh, once written
 
     def local_environment(self) -> dict[str, Any]:
         """Versions, device and data of this process, if it loaded TensorFlow and MNIST."""
@@ -104,7 +114,8 @@ class EvidenceSession:
             "workers": self.workers,
             **self.environment,
         }
-        return write_evidence(self.directory, session, self.runs, self.claims)
+        path, self.afresh = write_evidence(self.directory, session, self.runs, self.claims, fresh=options.fresh_evidence)
+        return path
 
 
 EVIDENCE_KEY = pytest.StashKey[EvidenceSession]()
@@ -162,7 +173,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     cache = _cache_dir(config, "--claims-cache", "training-runs")
     return [f"mnist-claims: profile={config.option.claims_profile} seeds={config.option.seeds} "
-            f"runs cache={cache} (training progress: tail -f {cache}/*.log)"]
+            f"runs cache={cache} (training progress: tail -f {cache}/*.log)",
+            f"mnist-claims: evidence={config.stash[EVIDENCE_KEY].directory / 'evidence.json'}"]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -177,7 +189,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.line(f"{len(trained)} trained ({sum(r['wall_s'] for r in trained):.0f}s), "
                               f"{len(runs) - len(trained)} loaded from cache")
     if evidence.claims:
-        terminalreporter.line(f"evidence: {evidence.directory / 'evidence.json'}")
+        kept = f"started afresh ({evidence.afresh})" if evidence.afresh else "claims not run now kept from earlier sessions"
+        terminalreporter.line(f"evidence: {evidence.directory / 'evidence.json'} ({kept})")
 
 
 @pytest.fixture(scope="session")

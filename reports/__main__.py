@@ -1,4 +1,5 @@
-"""`python -m reports`: build the HTML report from the evidence of the last `pytest claims` session."""
+"""`python -m reports`: build the HTML report from the evidence of the last `pytest claims` session,
+or with `--matrix`, a verdict matrix across several evidence files."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from reports import matrix
 from reports.build import build
 from reports.evidence import EvidenceError, load
 from reports.regression import compare
@@ -14,27 +16,44 @@ from reports.regression import compare
 def main(argv: list[str] | None = None) -> int:
     """Build the report; 2 on missing/malformed evidence, 1 with --fail-on-change when a verdict changed."""
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
-    parser.add_argument("--evidence", help="evidence.json or its directory (default: $MNIST_CLAIMS_EVIDENCE, "
-                        "else .pytest_cache/d/claims-evidence/evidence.json in the repository)")
+    parser.add_argument("--evidence", help="evidence.json or its directory (default: $MNIST_CLAIMS_EVIDENCE, else the "
+                        "newer of .pytest_cache/d/claims-evidence/evidence.json here and the per-user cache dir's)")
     parser.add_argument("--out", default="claims-report", type=Path, help="output directory (default: claims-report)")
     parser.add_argument("--baseline", help="a previous evidence.json (or its directory) to compare with")
-    parser.add_argument("--fail-on-change", action="store_true", help="exit 1 when a verdict differs from the baseline")
+    parser.add_argument("--fail-on-change", action="store_true",
+                        help="exit 1 when a verdict differs from the baseline significantly (Welch's t-test on the "
+                             "per-seed headline values, or untestable); changes within noise are only reported")
+    parser.add_argument("--fail-on-any-change", action="store_true",
+                        help="exit 1 when any verdict differs from the baseline, within noise or not")
+    parser.add_argument("--matrix", nargs="+", metavar="[LABEL=]EVIDENCE",
+                        help="build DIR/matrix.html and DIR/matrix.md: one row per claim, one column per evidence "
+                             "file (labelled by backend, versions and device unless LABEL= is given)")
     args = parser.parse_args(argv)
-    if args.fail_on_change and not args.baseline:
-        parser.error("--fail-on-change needs --baseline")
+    if (args.fail_on_change or args.fail_on_any_change) and not args.baseline:
+        parser.error("--fail-on-change and --fail-on-any-change need --baseline")
+    if args.matrix and (args.baseline or args.evidence):
+        parser.error("--matrix takes its evidence files as arguments; it has no --evidence or --baseline")
     try:
+        if args.matrix:
+            html, markdown = matrix.build(matrix.columns(args.matrix), args.out)
+            print(html.resolve())
+            print(markdown.resolve())
+            return 0
         evidence = load(args.evidence)
+        print(f"evidence: {evidence.path}", file=sys.stderr)  # a default may be one of two places: say which
         baseline = load(args.baseline) if args.baseline else None
         index = build(evidence, args.out, baseline)
     except EvidenceError as e:
         print(f"error: {e} — run `pytest claims` first", file=sys.stderr)
         return 2
     print(index.resolve())
-    if args.fail_on_change and baseline:
-        changed = compare(baseline, evidence).verdicts
-        for v in changed:
-            print(f"verdict changed: {v.claim_id}: {v.before} -> {v.after}", file=sys.stderr)
-        return 1 if changed else 0
+    if baseline:
+        changes = compare(baseline, evidence)
+        for v in changes.verdicts:
+            kind = "significant" if v.significant else "within noise"
+            print(f"verdict changed ({kind}): {v.claim_id}: {v.before} -> {v.after} [{v.test.text()}]", file=sys.stderr)
+        failing = changes.verdicts if args.fail_on_any_change else changes.significant if args.fail_on_change else []
+        return 1 if failing else 0
     return 0
 
 

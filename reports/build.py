@@ -72,6 +72,23 @@ def layer_tables(claims: list[dict]) -> dict[str, list[dict]]:
     return tables
 
 
+def look(entry: dict) -> str:
+    """One sequential look as a line: seeds, statistic, p against its boundary, decision."""
+    return (f"n = {num(entry.get('n'))}: statistic {num(entry.get('statistic'))}, p = {num(entry.get('p'))} "
+            f"vs boundary α = {num(entry.get('alpha'))} → {entry.get('verdict')}")
+
+
+def detectable(claim: dict) -> str:
+    """What an undecided comparison can rule out: the 80%-power detectable effect and the seeds the observed one needs."""
+    d = claim.get("detectable") or {}
+    n = len(claim.get("seeds") or []) or "these"
+    needed = d.get("seeds_needed")
+    return (f"At {n} seeds the smallest effect detectable with {num(round(100 * (d.get('power') or 0.8)))}% power is "
+            f"{num(d.get('effect'))} (observed {num(d.get('observed'))}); "
+            + (f"the observed effect would need {num(needed)} seeds." if needed is not None
+               else "the seeds the observed effect would need are not estimable."))
+
+
 def num(x: object) -> str:
     """A number for humans: 4 significant digits, thousands separators for big integers, NaN/∞ spelled out."""
     if x is None:
@@ -107,15 +124,17 @@ def build(ev: Evidence, out: Path, baseline: Evidence | None = None) -> Path:
     claims = sorted(ev.claims, key=lambda c: order.index(section_of(c)))
     sections = [Section(sid, title, [c for c in claims if section_of(c) == sid], draw(ev, out) if draw else [])
                 for sid, title, draw in SECTIONS]
-    trained = [r for r in ev.runs if r["source"] == "trained"]
+    trained = [r for r in ev.runs if r["source"] == "trained" and r.get("session", ev.newest) == ev.newest]
     html = _environment().get_template("report.html.j2").render(
-        ev=ev, session=ev.session, claims=claims, sections=sections, stat_rows=stat_rows,
+        ev=ev, session=ev.session, claims=claims, sections=sections, stat_rows=stat_rows, look=look, detectable=detectable,
         run_labels={r["key"]: r["label"] for r in ev.runs},
         layer_tables=layer_tables(claims),
         padding=(ev.claim("arch-same-padding") or {}).get("measured") or {},
-        trained=len(trained), cached=len(ev.runs) - len(trained), train_s=sum(r.get("wall_s") or 0 for r in trained),
+        trained=len(trained), train_s=sum(r.get("wall_s") or 0 for r in trained),
+        cached=sum(r.get("session", ev.newest) == ev.newest for r in ev.runs) - len(trained),
         baseline=baseline, changes=regression.compare(baseline, ev) if baseline else None,
-        stat_rule=regression.STAT_RULE, time_rule=regression.TIME_RULE,
+        stat_rule=regression.STAT_RULE, time_rule=regression.TIME_RULE, verdict_rule=regression.VERDICT_RULE,
+        older=[c["id"] for c in claims if ev.is_older(c)], backend=(ev.session.get("versions") or {}).get("keras_backend"),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     index = out / "index.html"

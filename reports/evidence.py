@@ -10,10 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fixtures.evidence import EVIDENCE_FILE, SCHEMA, Verdict
+from fixtures.evidence import EVIDENCE_FILE, SCHEMA, USER_CACHE, Verdict
 
 VERDICTS = tuple(v.value for v in Verdict)
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / ".pytest_cache" / "d" / "claims-evidence" / EVIDENCE_FILE
+# Where `pytest claims` writes by default: pytest's cache in this checkout, or the per-user cache
+# dir when pytest runs with `-p no:cacheprovider`.
+DEFAULT_PATHS = (Path(__file__).resolve().parent.parent / ".pytest_cache" / "d" / "claims-evidence" / EVIDENCE_FILE,
+                 USER_CACHE / "claims-evidence" / EVIDENCE_FILE)
 
 
 class EvidenceError(Exception):
@@ -33,6 +36,19 @@ class Evidence:
     def root(self) -> Path:
         return self.path.parent
 
+    @property
+    def newest(self) -> str | None:
+        """The start time of the newest session that wrote this evidence."""
+        return self.session.get("started")
+
+    def taken(self, claim: dict) -> dict:
+        """When and where the claim's evidence was taken (older files: the file's one session)."""
+        return claim.get("taken") or {"session": self.newest, "profile": self.session.get("profile")}
+
+    def is_older(self, claim: dict) -> bool:
+        """Whether the claim was kept from a session before the newest (it was not re-run then)."""
+        return self.taken(claim).get("session") != self.newest
+
     def claim(self, claim_id: str) -> dict | None:
         return next((c for c in self.claims if c["id"] == claim_id), None)
 
@@ -49,9 +65,16 @@ class Evidence:
 
 
 def resolve(path: str | os.PathLike | None) -> Path:
-    """The evidence.json to read: PATH (file or its directory), else $MNIST_CLAIMS_EVIDENCE, else the pytest cache."""
-    p = Path(path or os.environ.get("MNIST_CLAIMS_EVIDENCE") or DEFAULT_PATH)
-    return p / EVIDENCE_FILE if p.is_dir() else p
+    """The evidence.json to read: PATH (file or its directory), else $MNIST_CLAIMS_EVIDENCE, else the newer
+    of the two default places (pytest's cache here, the per-user cache dir)."""
+    chosen = path or os.environ.get("MNIST_CLAIMS_EVIDENCE")
+    if chosen:
+        p = Path(chosen)
+        return p / EVIDENCE_FILE if p.is_dir() else p
+    found = [p for p in DEFAULT_PATHS if p.is_file()]
+    if not found:
+        raise EvidenceError(f"no evidence found: looked in {DEFAULT_PATHS[0]} and {DEFAULT_PATHS[1]}")
+    return max(found, key=lambda p: p.stat().st_mtime)
 
 
 def display_verdict(claim: dict) -> str:

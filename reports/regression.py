@@ -6,11 +6,15 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from reports import twosample
 from reports.evidence import Evidence, display_verdict
 
 SLOWDOWN = 0.20
 STAT_RULE = ("a statistic moved when its 95% confidence interval now and in the baseline do not overlap "
              "(for comparisons: each of a, b and their difference)")
+VERDICT_RULE = (f"a verdict change is significant when baseline and now differ by {twosample.RULE}; "
+                "a change the test cannot address (n/a) counts as significant, since nothing shows it to be noise; "
+                "otherwise it is within noise")
 TIME_RULE = f"a run regressed when its seconds per epoch grew by more than {SLOWDOWN:.0%} (runs matched by model, config, batch size, epochs and seed)"
 
 
@@ -21,6 +25,12 @@ class VerdictChange:
     after: str
     reason_before: str | None
     reason_after: str | None
+    test: twosample.TwoSample
+
+    @property
+    def significant(self) -> bool:
+        """A change is within noise only when Welch's test ran on both sides' values and found no difference."""
+        return self.test.significant or not self.test.applicable
 
 
 @dataclass(frozen=True)
@@ -66,22 +76,30 @@ class Changes:
     versions: list[VersionChange] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    not_rerun: list[str] = field(default_factory=list)
 
     @property
-    def verdict_changed(self) -> bool:
-        return bool(self.verdicts)
+    def significant(self) -> list[VerdictChange]:
+        return [v for v in self.verdicts if v.significant]
+
+    @property
+    def within_noise(self) -> list[VerdictChange]:
+        return [v for v in self.verdicts if not v.significant]
 
 
 def compare(baseline: Evidence, current: Evidence) -> Changes:
-    """Verdict changes, statistics that moved beyond their uncertainty, slower runs and new library versions."""
+    """Verdict changes (significant or within noise), statistics that moved beyond their uncertainty, slower runs
+    and new library versions. Current claims kept from before its newest session are listed, not compared."""
     before = {c["id"]: c for c in baseline.claims}
-    after = {c["id"]: c for c in current.claims}
-    changes = Changes(added=[i for i in after if i not in before], removed=[i for i in before if i not in after])
+    after = {c["id"]: c for c in current.claims if not current.is_older(c)}
+    changes = Changes(added=[i for i in after if i not in before],
+                      removed=[i for i in before if current.claim(i) is None],
+                      not_rerun=[c["id"] for c in current.claims if current.is_older(c)])
     for cid in (i for i in after if i in before):
         b, a = before[cid], after[cid]
         if (display_verdict(b), b.get("known_refutation")) != (display_verdict(a), a.get("known_refutation")):
-            changes.verdicts.append(VerdictChange(cid, display_verdict(b), display_verdict(a),
-                                                  b.get("known_refutation"), a.get("known_refutation")))
+            changes.verdicts.append(VerdictChange(cid, display_verdict(b), display_verdict(a), b.get("known_refutation"),
+                                                  a.get("known_refutation"), twosample.headline_test(b, a)))
         changes.statistics += _moved(cid, b.get("statistics") or {}, a.get("statistics") or {})
     old_runs = {_run_identity(r): r for r in baseline.runs}
     for run in current.runs:
