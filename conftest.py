@@ -6,6 +6,7 @@ xdist's `workeroutput`; the controller (or a plain single process) writes one ev
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -35,7 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="accept MNIST files whose checksums differ from the originals (env MNIST_NO_VERIFY=1)")
     group.addoption("--claims-profile", choices=["notebook", "smoke"], default="notebook",
                     help="notebook: the notebook's exact settings (default); smoke: tiny subset, not evidence")
-    group.addoption("--seeds", type=int, default=3, help="seeds per claim, 0..N-1 (default 3)")
+    group.addoption("--seeds", type=_seed_count, default=3, help="seeds per claim, 0..N-1, at least 2 (default 3)")
     group.addoption("--strict-claims", action="store_true", help="fail inconclusive claims instead of skipping")
     group.addoption("--claims-cache", default=os.environ.get("MNIST_CLAIMS_CACHE"),
                     help="training-run cache directory (env MNIST_CLAIMS_CACHE); "
@@ -44,6 +45,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where evidence.json is written (env MNIST_CLAIMS_EVIDENCE); default: pytest's cache")
     group.addoption("--op-determinism", choices=["auto", "on", "off"], default="auto",
                     help="TensorFlow deterministic ops; auto: on without a GPU (default)")
+
+
+def _seed_count(text: str) -> int:
+    """--seeds: a whole number of at least 2 (one seed has no spread, so no claim could decide)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be a whole number, got {text!r}") from None
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"--seeds must be at least 2 (one seed has no spread to test), got {n}")
+    return n
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.evidence import Verdict, merge_runs
+from fixtures.evidence import Ruling, Verdict, merge_runs
+from fixtures.stats import one_sided
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -93,6 +94,40 @@ def test_verdict_of_a_fact():
                                              ([True, False], Verdict.INCONCLUSIVE)])
 def test_verdict_over_seeds(flags, expected):
     assert Verdict.over_seeds(flags) is expected
+
+
+def test_verdict_over_no_seeds_is_an_error():
+    with pytest.raises(ValueError):
+        Verdict.over_seeds([])  # was HOLDS: all([]) is True
+
+
+@pytest.mark.parametrize("seeds", ["1", "two"])
+def test_seeds_below_two_are_rejected(suite, seeds):
+    result = suite.runpytest_subprocess("--seeds", seeds)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--seeds*"])
+
+
+def test_ruling_of_tests_intersection_union_and_bonferroni():
+    up, flat, down = one_sided([1.0, 1.1, 1.2], 0.0), one_sided([1.0, -1.1, 0.3], 0.0), one_sided([-1.0, -1.1, -1.2], 0.0)
+    assert Ruling.of_tests([up, up], "x", "t").verdict is Verdict.HOLDS
+    inconclusive = Ruling.of_tests([up, flat], "x", "t")
+    assert inconclusive.verdict is Verdict.INCONCLUSIVE
+    assert inconclusive.p == flat.p_holds and inconclusive.detectable == flat.detectable()
+    refuted = Ruling.of_tests([up, down], "x", "t")
+    assert refuted.verdict is Verdict.REFUTED and refuted.p == pytest.approx(2 * down.p_refutes)
+    # Bonferroni: a refutation at p just under 0.05 in one of two parts is not enough.
+    weak = one_sided([-1.0, -2.0, -3.0], 0.0)  # p_refutes 0.037
+    assert Ruling.of_tests([weak], "x", "t").verdict is Verdict.REFUTED
+    assert Ruling.of_tests([up, weak], "x", "t").verdict is Verdict.INCONCLUSIVE
+    assert refuted.headline == {"name": "x", "values": [1.0, 1.1, 1.2], "higher_is_better": True, "text": "t"}
+    with pytest.raises(ValueError):
+        Ruling.of_tests([], "x", "t")
+
+
+def test_ruling_fact_is_never_inconclusive():
+    assert Ruling.fact(True, "n", 3, "t").verdict is Verdict.HOLDS
+    assert Ruling.fact(False, "n", 3, "t").headline["values"] == [3.0]
 
 
 def test_verdict_of_parts():
