@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fixtures.evidence import Claim, merge_runs, outcome_of, write_evidence  # noqa: E402
 from fixtures.profiles import PROFILES  # noqa: E402
+from fixtures.stats import ALPHA  # noqa: E402
 
 CLAIM_KEY = pytest.StashKey[Claim]()
 
@@ -229,6 +230,6 @@ def claim(request: pytest.FixtureRequest) -> Claim:
     """The claim under test: end the test with `claim.check(verdict, rule=..., summary=...)`."""
     config = request.config
     handle = Claim(request.node, config.stash[EVIDENCE_KEY].directory, strict=config.option.strict_claims,
-                   is_evidence=PROFILES[config.option.claims_profile].is_evidence)
+                   is_evidence=PROFILES[config.option.claims_profile].is_evidence, plan=[(config.option.seeds, ALPHA)])
     request.node.stash[CLAIM_KEY] = handle
     return handle

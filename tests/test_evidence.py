@@ -90,17 +90,6 @@ def test_verdict_of_a_fact():
     assert Verdict.of(True) is Verdict.HOLDS and Verdict.of(False) is Verdict.REFUTED
 
 
-@pytest.mark.parametrize("flags, expected", [([True, True], Verdict.HOLDS), ([False, False], Verdict.REFUTED),
-                                             ([True, False], Verdict.INCONCLUSIVE)])
-def test_verdict_over_seeds(flags, expected):
-    assert Verdict.over_seeds(flags) is expected
-
-
-def test_verdict_over_no_seeds_is_an_error():
-    with pytest.raises(ValueError):
-        Verdict.over_seeds([])  # was HOLDS: all([]) is True
-
-
 @pytest.mark.parametrize("seeds", ["1", "two"])
 def test_seeds_below_two_are_rejected(suite, seeds):
     result = suite.runpytest_subprocess("--seeds", seeds)
@@ -128,12 +117,3 @@ def test_ruling_of_tests_intersection_union_and_bonferroni():
 def test_ruling_fact_is_never_inconclusive():
     assert Ruling.fact(True, "n", 3, "t").verdict is Verdict.HOLDS
     assert Ruling.fact(False, "n", 3, "t").headline["values"] == [3.0]
-
-
-def test_verdict_of_parts():
-    assert Verdict.of_decision("a_better") is Verdict.HOLDS
-    assert Verdict.of_decision("b_better") is Verdict.REFUTED
-    assert Verdict.of_decision("undecided") is Verdict.INCONCLUSIVE
-    assert Verdict.all_of([Verdict.HOLDS, Verdict.HOLDS]) is Verdict.HOLDS
-    assert Verdict.all_of([Verdict.HOLDS, Verdict.INCONCLUSIVE]) is Verdict.INCONCLUSIVE
-    assert Verdict.all_of([Verdict.INCONCLUSIVE, Verdict.REFUTED]) is Verdict.REFUTED
