@@ -15,6 +15,7 @@ from fixtures.stats import (
     compare,
     one_sided,
     rise_above_running_min,
+    sequential_plan,
     summarize,
 )
 
@@ -280,3 +281,15 @@ def test_rise_is_capped_and_diverged_runs_take_the_cap():
     assert rise_above_running_min([1.0, 0.5, math.nan]) == 1.0
     assert rise_above_running_min([1.0, math.inf]) == 1.0
     assert rise_above_running_min([1.0, 0.0, 0.5]) == 1.0  # a rise above a zero minimum is unbounded
+
+
+# --- sequential_plan ---------------------------------------------------------------------------
+
+
+def test_sequential_plan_looks_and_bonferroni_levels():
+    assert sequential_plan(8) == [(3, pytest.approx(0.05 / 3)), (5, pytest.approx(0.05 / 3)), (8, pytest.approx(0.05 / 3))]
+    assert [n for n, _ in sequential_plan(20)] == [3, 5, 8, 13, 20]
+    assert [n for n, _ in sequential_plan(10)] == [3, 5, 8, 10]
+    assert sequential_plan(3) == [(3, 0.05)]
+    with pytest.raises(ValueError):
+        sequential_plan(2)
