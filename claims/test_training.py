@@ -345,6 +345,9 @@ def no_overfit_rule(gaps: Sequence[float], alpha: float = stats.ALPHA) -> Ruling
     return Ruling.of_tests([test], "train_minus_val_accuracy", f"train - val accuracy {test.describe()}")
 
 
+@pytest.mark.xfail(strict=True, reason="refuted on TF 2.21 / Keras 3.15 CPU at seeds 0-2: training minus validation "
+                                       "accuracy without dropout 0.0029 [0.0020, 0.0039] (90% t-CI), p = 0.0062; the "
+                                       "improved CNN still overfits slightly, by about a quarter of the basic CNN's 0.0110")
 @pytest.mark.claim("improved-no-overfit", question=Q_IMPROVE)
 def test_improved_cnn_does_not_overfit(claim, runs):
     """"Once you find a good architecture that does not overfit, train it for 20 epochs."

@@ -228,6 +228,16 @@ def test_detectable_effect_and_seeds_needed():
     assert one_sided([1.0, 1.0], 0.0).detectable() is None  # no spread: nothing to scale by
 
 
+def test_detectable_counts_the_shared_error_that_more_seeds_do_not_shrink():
+    values = [0.9930, 0.9924, 0.9926]
+    plain, shared = one_sided(values, 0.995, higher_is_better=False), one_sided(values, 0.995, higher_is_better=False,
+                                                                                 extra_se=0.00085)
+    assert shared.detectable()["effect"] > plain.detectable()["effect"]
+    assert shared.detectable()["seeds_needed"] > plain.detectable()["seeds_needed"]
+    floor = one_sided(values, 0.9945, higher_is_better=False, extra_se=0.00085)  # 0.0018 < 2.49 * 0.00085
+    assert floor.detectable()["seeds_needed"] is None
+
+
 def test_compare_rejects_bad_lengths():
     with pytest.raises(ValueError):
         compare([1, 2], [1])
