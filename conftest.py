@@ -6,6 +6,7 @@ xdist's `workeroutput`; the controller (or a plain single process) writes one ev
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fixtures.evidence import USER_CACHE, Claim, merge_runs, outcome_of, write_evidence  # noqa: E402
 from fixtures.profiles import PROFILES  # noqa: E402
+from fixtures.stats import ALPHA, sequential_plan  # noqa: E402
 
 CLAIM_KEY = pytest.StashKey[Claim]()
 
@@ -35,7 +37,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="accept MNIST files whose checksums differ from the originals (env MNIST_NO_VERIFY=1)")
     group.addoption("--claims-profile", choices=["notebook", "smoke"], default="notebook",
                     help="notebook: the notebook's exact settings (default); smoke: tiny subset, not evidence")
-    group.addoption("--seeds", type=int, default=3, help="seeds per claim, 0..N-1 (default 3)")
+    group.addoption("--seeds", type=_seed_option, default=3,
+                    help="seeds per claim, 0..N-1, at least 2 (default 3); 'auto': sequential looks at 3, 5, 8, ... "
+                         "seeds up to --max-seeds, each claim stopping once it decides")
+    group.addoption("--max-seeds", type=int, default=8, help="largest seed count of --seeds auto (default 8)")
     group.addoption("--strict-claims", action="store_true", help="fail inconclusive claims instead of skipping")
     group.addoption("--claims-cache", default=os.environ.get("MNIST_CLAIMS_CACHE"),
                     help="training-run cache directory (env MNIST_CLAIMS_CACHE); default: pytest's cache, "
@@ -47,6 +52,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="start evidence.json afresh instead of keeping the claims this session does not run")
     group.addoption("--op-determinism", choices=["auto", "on", "off"], default="auto",
                     help="TensorFlow deterministic ops; auto: on without a GPU (default)")
+
+
+def _seed_option(text: str) -> int | str:
+    """--seeds: 'auto', or a whole number of at least 2 (one seed has no spread, so no claim could decide)."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be a whole number, got {text!r}") from None
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"--seeds must be at least 2 (one seed has no spread to test), got {n}")
+    return n
+
+
+def seed_plan(config: pytest.Config) -> list[tuple[int, float]]:
+    """The looks (seed count, level) every statistical claim decides at: one at fixed --seeds."""
+    if config.option.seeds == "auto":
+        try:
+            return sequential_plan(config.option.max_seeds)
+        except ValueError as e:
+            raise pytest.UsageError(str(e)) from None
+    return [(config.option.seeds, ALPHA)]
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -109,7 +137,8 @@ class EvidenceSession:
             "started": self.started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "profile": options.claims_profile,
-            "seeds": list(range(options.seeds)),
+            "seeds": sorted({s for c in self.claims for s in c["seeds"]}),
+            "seed_plan": seed_plan(self.config),
             "strict": options.strict_claims,
             "workers": self.workers,
             **self.environment,
@@ -172,7 +201,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     cache = _cache_dir(config, "--claims-cache", "training-runs")
-    return [f"mnist-claims: profile={config.option.claims_profile} seeds={config.option.seeds} "
+    plan = ", ".join(f"{n} (alpha {alpha:.3g})" for n, alpha in seed_plan(config))
+    return [f"mnist-claims: profile={config.option.claims_profile} seeds={config.option.seeds}: looks at {plan} "
             f"runs cache={cache} (training progress: tail -f {cache}/*.log)",
             f"mnist-claims: evidence={config.stash[EVIDENCE_KEY].directory / 'evidence.json'}"]
 
@@ -208,8 +238,8 @@ def mnist(pytestconfig: pytest.Config) -> Any:
 
 @pytest.fixture(scope="session")
 def seeds(pytestconfig: pytest.Config) -> list[int]:
-    """Seeds 0..N-1, so that a larger --seeds reuses the cached runs of a smaller one."""
-    return list(range(pytestconfig.option.seeds))
+    """Seeds 0..N-1 of the first look (all of --seeds N), so that more seeds reuse the cached runs of fewer."""
+    return list(range(seed_plan(pytestconfig)[0][0]))
 
 
 @pytest.fixture(scope="session")
@@ -230,6 +260,6 @@ def claim(request: pytest.FixtureRequest) -> Claim:
     """The claim under test: end the test with `claim.check(verdict, rule=..., summary=...)`."""
     config = request.config
     handle = Claim(request.node, config.stash[EVIDENCE_KEY].directory, strict=config.option.strict_claims,
-                   is_evidence=PROFILES[config.option.claims_profile].is_evidence)
+                   is_evidence=PROFILES[config.option.claims_profile].is_evidence, plan=seed_plan(config))
     request.node.stash[CLAIM_KEY] = handle
     return handle

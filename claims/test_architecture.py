@@ -1,27 +1,51 @@
-"""The notebook's claims about the models' structure: shapes and parameter counts, no training."""
+"""The notebook's claims about the models' structure: shapes and parameter counts, no training.
+
+Each rule is a pure function of layer tables (models.layer_table: name, type, output shape,
+parameter count per layer) next to its claim. They are exact structural identities of the built
+models, with nothing random in them, so they hold or are refuted and are never inconclusive.
+"""
 
 from __future__ import annotations
 
-import keras
+import math
+from typing import Any
+
 import pytest
 
 from fixtures import models
-from fixtures.evidence import Verdict
+from fixtures.evidence import Ruling, stated
 
 QUESTION_PARAMS = ("Q: Which layer has the most parameters? Why? "
                    "Compare with the fully-connected MLPs you obtained during exercise 5.")
+Table = list[dict[str, Any]]
 
 
-def _params(model) -> list[int]:
-    return [layer.count_params() for layer in model.layers]
+def _params(table: Table) -> list[int]:
+    return [row["params"] for row in table]
 
 
-def _shapes(model) -> list[list[int]]:
-    return [list(layer.output.shape[1:]) for layer in model.layers]
+def _shapes(table: Table) -> list[list[int]]:
+    return [row["output_shape"] for row in table]
 
 
-def _measured(name: str, model) -> dict:
-    return {"model": name, "layers": models.layer_table(model), "total": model.count_params()}
+def _largest_after_flatten(table: Table) -> tuple[int, bool]:
+    """Index of the layer with the most parameters, and whether it directly follows a Flatten."""
+    largest = max(range(len(table)), key=lambda i: table[i]["params"])
+    return largest, largest > 0 and table[largest - 1]["type"] == "Flatten"
+
+
+def _measured(name: str, table: Table) -> dict:
+    return {"model": name, "layers": table, "total": sum(_params(table))}
+
+
+def basic_summary_rule(table: Table) -> Ruling:
+    """Exact identity (never inconclusive): per-layer parameters 160, 0, 0, 0, 270500, 0, 1010, 0 (271,670
+    in all) and outputs (26,26,16) after the conv, (13,13,16) after pooling, 2704 after Flatten."""
+    params, shapes = _params(table), _shapes(table)
+    holds = (params == [160, 0, 0, 0, 270500, 0, 1010, 0] and sum(params) == 271_670
+             and shapes[0] == [26, 26, 16] and shapes[2] == [13, 13, 16] and shapes[3] == [2704])
+    return Ruling.fact(holds, "total_params", sum(params), f"params {params} (total {sum(params):,}); conv {shapes[0]}, "
+                                                          f"pool {shapes[2]}, flatten {shapes[3]}")
 
 
 @pytest.mark.claim("arch-basic-param-counts", question="print(model.summary())")
@@ -30,20 +54,30 @@ def test_basic_cnn_summary(claim):
     outputs (26,26,16) after the valid 3x3 convolution, (13,13,16) after pooling, 2704 after Flatten.
 
     "Note the use of Flatten() to transform the 13x13x16 tensor representing the max-pooling layer
-    into a vector of 2704 elements."
+    into a vector of 2704 elements." Rule: basic_summary_rule on the built model.
     """
-    model = models.basic_cnn()
-    expected_params = [160, 0, 0, 0, 270500, 0, 1010, 0]
-    shapes = _shapes(model)
-    holds = (_params(model) == expected_params and model.count_params() == 271_670
-             and shapes[0] == [26, 26, 16] and shapes[2] == [13, 13, 16] and shapes[3] == [2704])
-    claim.check(
-        Verdict.of(holds),
-        rule="per-layer parameter counts and output shapes equal the notebook's summary exactly",
-        summary=f"params {_params(model)} (total {model.count_params():,}); conv {shapes[0]}, "
-                f"pool {shapes[2]}, flatten {shapes[3]}",
-        measured=_measured("basic CNN (padding='valid')", model),
-    )
+    table = models.layer_table(models.basic_cnn())
+    ruling = basic_summary_rule(table)
+    claim.check(ruling.verdict, rule=stated(basic_summary_rule), summary=ruling.headline["text"],
+                headline=ruling.headline, measured=_measured("basic CNN (padding='valid')", table))
+
+
+def _padding_sizes(table: Table) -> dict:
+    """The basic CNN's conv, pool and Flatten outputs and its first Dense layer's parameters."""
+    shapes = _shapes(table)
+    return {"conv": shapes[0], "pool": shapes[2], "flatten": shapes[3][0], "dense_params": table[4]["params"]}
+
+
+def same_padding_rule(valid: Table, same: Table) -> Ruling:
+    """Exact identity (never inconclusive): with padding='same' the outputs are (28,28,16), (14,14,16) and
+    3136 after Flatten, and the first Dense layer has 313,700 parameters; with 'valid' Flatten gives 2704."""
+    v, s = _padding_sizes(valid), _padding_sizes(same)
+    holds = s == {"conv": [28, 28, 16], "pool": [14, 14, 16], "flatten": 3136, "dense_params": 313_700} and v["flatten"] == 2704
+    growth = s["dense_params"] / v["dense_params"] - 1
+    return Ruling.fact(holds, "same_dense_params", s["dense_params"],
+                       f"'same' pads the border so the conv output stays {s['conv'][:2]} instead of {v['conv'][:2]}; "
+                       f"Flatten grows {v['flatten']} -> {s['flatten']} and the Dense layer "
+                       f"{v['dense_params']:,} -> {s['dense_params']:,} params (+{growth:.0%})")
 
 
 @pytest.mark.claim("arch-same-padding",
@@ -53,27 +87,24 @@ def test_same_padding_keeps_size(claim):
     to the convolutional layer. Change it to padding='same' and conclude on its effect."
 
     Expected: 'same' keeps 28x28 (valid loses the 1-pixel border: 26x26), so pooling gives 14x14,
-    Flatten 3136 and the first Dense layer 313,700 parameters instead of 270,500.
+    Flatten 3136 and the first Dense layer 313,700 parameters instead of 270,500. Rule: same_padding_rule.
     """
-    valid, same = models.basic_cnn("valid"), models.basic_cnn("same")
+    valid, same = models.layer_table(models.basic_cnn("valid")), models.layer_table(models.basic_cnn("same"))
+    ruling = same_padding_rule(valid, same)
+    claim.check(ruling.verdict, rule=stated(same_padding_rule), summary=ruling.headline["text"],
+                headline=ruling.headline, measured={"valid": _padding_sizes(valid), "same": _padding_sizes(same),
+                          **_measured("basic CNN (padding='same')", same)})
 
-    def sizes(model) -> dict:
-        shapes = _shapes(model)
-        return {"conv": shapes[0], "pool": shapes[2], "flatten": shapes[3][0],
-                "dense_params": model.layers[4].count_params()}
 
-    v, s = sizes(valid), sizes(same)
-    holds = (s == {"conv": [28, 28, 16], "pool": [14, 14, 16], "flatten": 3136, "dense_params": 313_700}
-             and v["flatten"] == 2704)
-    growth = s["dense_params"] / v["dense_params"] - 1
-    claim.check(
-        Verdict.of(holds),
-        rule="'same' output shapes are (28,28,16), (14,14,16), 3136 and the Dense layer has 313,700 params",
-        summary=(f"'same' pads the border so the conv output stays {s['conv'][:2]} instead of {v['conv'][:2]}; "
-                 f"Flatten grows {v['flatten']} -> {s['flatten']} and the Dense layer "
-                 f"{v['dense_params']:,} -> {s['dense_params']:,} params (+{growth:.0%})"),
-        measured={"valid": v, "same": s, **_measured("basic CNN (padding='same')", same)},
-    )
+def params_per_filter_rule(kernel_shape: tuple[int, ...], bias_shape: tuple[int, ...], layer_params: int) -> Ruling:
+    """Exact identity (never inconclusive): the first conv kernel is (3,3,1,16) with a (16,) bias, so each
+    filter has 3*3*1 weights + 1 bias = 10 parameters and the layer 16 * 10 = 160."""
+    per_filter = math.prod(kernel_shape[:3]) + 1
+    holds = (tuple(kernel_shape) == (3, 3, 1, 16) and tuple(bias_shape) == (16,) and per_filter == 10
+             and layer_params == kernel_shape[3] * per_filter)
+    return Ruling.fact(holds, "params_per_filter", per_filter,
+                       f"kernel {tuple(kernel_shape)}, bias {tuple(bias_shape)}: {per_filter} params per filter, "
+                       f"{layer_params} for the layer")
 
 
 @pytest.mark.claim("arch-conv-params-per-filter", question=QUESTION_PARAMS)
@@ -81,18 +112,27 @@ def test_conv_layer_has_ten_params_per_filter(claim):
     """"conv layers have relatively few parameters (10 per filter)."
 
     A 3x3 filter over one input channel has 3*3*1 weights + 1 bias = 10; 16 filters give 160.
+    Rule: params_per_filter_rule on the built layer's weights.
     """
     conv = models.basic_cnn().layers[0]
     kernel, bias = conv.get_weights()
-    per_filter = (kernel[..., 0].size + bias[:1].size)
-    holds = kernel.shape == (3, 3, 1, 16) and per_filter == 10 and conv.count_params() == 16 * 10
-    claim.check(
-        Verdict.of(holds),
-        rule="kernel (3,3,1,16) and bias (16,): 3*3*1+1 = 10 parameters per filter",
-        summary=f"kernel {kernel.shape}, bias {bias.shape}: {per_filter} params per filter, "
-                f"{conv.count_params()} for the layer",
-        measured={"kernel_shape": kernel.shape, "bias_shape": bias.shape, "per_filter": per_filter},
-    )
+    ruling = params_per_filter_rule(kernel.shape, bias.shape, conv.count_params())
+    claim.check(ruling.verdict, rule=stated(params_per_filter_rule), summary=ruling.headline["text"],
+                headline=ruling.headline, measured={"kernel_shape": kernel.shape, "bias_shape": bias.shape})
+
+
+def bottleneck_rule(table: Table) -> Ruling:
+    """Exact identity (never inconclusive): the layer with the most parameters is the Dense right after
+    Flatten, and it holds over half of the model's parameters."""
+    largest, after_flatten = _largest_after_flatten(table)
+    total = sum(_params(table))
+    share = table[largest]["params"] / total
+    holds = after_flatten and table[largest]["type"] == "Dense" and share > 0.5
+    return Ruling.fact(holds, "largest_layer_share", share,
+                       f"{table[largest]['name']} ({table[largest]['type']}, after "
+                       f"{table[largest - 1]['type'] if largest else 'nothing'}) holds {table[largest]['params']:,} of "
+                       f"{total:,} parameters ({share:.1%}); the conv layer {table[0]['params']} "
+                       f"({table[0]['params'] / total:.2%})")
 
 
 @pytest.mark.claim("arch-dense-bottleneck", question=QUESTION_PARAMS)
@@ -100,38 +140,51 @@ def test_dense_after_flatten_is_the_bottleneck(claim):
     """"The main bottleneck is when going from convolutions to fully-connected."
 
     The Dense layer right after Flatten holds the largest share of the basic CNN's parameters.
+    Rule: bottleneck_rule.
     """
-    model = models.basic_cnn()
-    params = _params(model)
-    largest = max(range(len(params)), key=params.__getitem__)
-    share = params[largest] / model.count_params()
-    holds = isinstance(model.layers[largest - 1], keras.layers.Flatten) and share > 0.5
-    claim.check(
-        Verdict.of(holds),
-        rule="the layer with the most parameters is the Dense right after Flatten, holding over half of them",
-        summary=f"{model.layers[largest].name} (after Flatten) holds {params[largest]:,} of "
-                f"{model.count_params():,} parameters ({share:.1%}); the conv layer {params[0]} ({params[0] / model.count_params():.2%})",
-        measured={**_measured("basic CNN", model), "largest_layer": model.layers[largest].name, "share": share},
-    )
+    table = models.layer_table(models.basic_cnn())
+    ruling = bottleneck_rule(table)
+    claim.check(ruling.verdict, rule=stated(bottleneck_rule), summary=ruling.headline["text"],
+                headline=ruling.headline, measured={**_measured("basic CNN", table), "share": ruling.headline["values"][0]})
+
+
+def largest_layer_rule(cnn: Table, mlp: Table) -> Ruling:
+    """Exact identity (never inconclusive): in the basic CNN and in the MLP alike, the layer with the most
+    parameters is the first Dense, right after Flatten, and the CNN's holds more than the MLP's because
+    conv + pooling hand it more inputs (2704 instead of 784)."""
+    (ci, c_ok), (mi, m_ok) = _largest_after_flatten(cnn), _largest_after_flatten(mlp)
+    c_largest, m_largest = cnn[ci], mlp[mi]
+    holds = (c_ok and m_ok and c_largest["type"] == m_largest["type"] == "Dense"
+             and c_largest["params"] > m_largest["params"])
+    inputs = (cnn[ci - 1]["output_shape"], mlp[mi - 1]["output_shape"])
+    return Ruling.fact(holds, "largest_layer_params_cnn_over_mlp", c_largest["params"] / m_largest["params"],
+                       f"largest layer: CNN {c_largest['name']} ({c_largest['type']}, {c_largest['params']:,} params, "
+                       f"{inputs[0]} inputs) vs MLP {m_largest['name']} ({m_largest['type']}, {m_largest['params']:,}, "
+                       f"{inputs[1]} inputs); totals CNN {sum(_params(cnn)):,} vs MLP {sum(_params(mlp)):,}")
 
 
 @pytest.mark.claim("arch-vs-mlp", question=QUESTION_PARAMS)
 def test_basic_cnn_vs_mlp_parameters(claim):
-    """"Compare with the fully-connected MLPs you obtained during exercise 5."
+    """"Which layer has the most parameters? Why? Compare with the fully-connected MLPs you obtained
+    during exercise 5."
 
-    Against the MLP baseline (Flatten -> Dense 100 -> Dense 10): the conv + pool stage feeds the
-    Dense layer 2704 inputs instead of 784, so the CNN has about 3.4x the parameters, nearly all in that Dense layer.
+    On the built basic CNN and MLP baseline (Flatten -> Dense 100 -> Dense 10): which layer holds the
+    most parameters in each. Rule: largest_layer_rule.
     """
-    cnn, mlp = models.basic_cnn(), models.mlp()
-    ratio = cnn.count_params() / mlp.count_params()
-    holds = mlp.count_params() == 79_510 and cnn.count_params() > mlp.count_params()
-    claim.check(
-        Verdict.of(holds),
-        rule="MLP baseline has 784*100+100 + 100*10+10 = 79,510 params, fewer than the basic CNN's",
-        summary=f"basic CNN {cnn.count_params():,} vs MLP {mlp.count_params():,} params ({ratio:.2f}x); "
-                f"first Dense layer: CNN {cnn.layers[4].count_params():,} vs MLP {mlp.layers[1].count_params():,}",
-        measured={**_measured("MLP baseline", mlp), "cnn_total": cnn.count_params(), "ratio": ratio},
-    )
+    cnn, fc = models.layer_table(models.basic_cnn()), models.layer_table(models.mlp())
+    ruling = largest_layer_rule(cnn, fc)
+    claim.check(ruling.verdict, rule=stated(largest_layer_rule), summary=ruling.headline["text"],
+                headline=ruling.headline, measured={**_measured("MLP baseline", fc), "cnn_layers": cnn})
+
+
+def improved_summary_rule(table: Table, basic_total: int) -> Ruling:
+    """Exact identity (never inconclusive): the weighted layers have 320, 18496, 240150, 1510 parameters
+    (260,476 in all), fewer than the basic CNN's total."""
+    weighted, total = [p for p in _params(table) if p], sum(_params(table))
+    holds = weighted == [320, 18496, 240150, 1510] and total == 260_476 < basic_total
+    flatten = next((row["output_shape"][0] for row in table if row["type"] == "Flatten"), None)
+    return Ruling.fact(holds, "total_params", total, f"weighted layers {weighted}, total {total:,} vs basic CNN "
+                                                     f"{basic_total:,} (Flatten gives {flatten} features instead of 2704)")
 
 
 @pytest.mark.claim("arch-improved-param-counts",
@@ -142,16 +195,9 @@ def test_improved_cnn_summary(claim):
     the number of parameters"
 
     The improved CNN's summary: 320, 18496, 240150, 1510 in its weighted layers (260,476 in all),
-    fewer than the basic CNN's 271,670 although it has one more conv block.
+    fewer than the basic CNN's 271,670 although it has one more conv block. Rule: improved_summary_rule.
     """
-    model = models.improved_cnn()
-    weighted = [p for p in _params(model) if p]
-    basic_total = models.basic_cnn().count_params()
-    holds = weighted == [320, 18496, 240150, 1510] and model.count_params() == 260_476 < basic_total
-    claim.check(
-        Verdict.of(holds),
-        rule="weighted layers have 320, 18496, 240150, 1510 params and the total is below the basic CNN's",
-        summary=f"weighted layers {weighted}, total {model.count_params():,} < basic CNN {basic_total:,} "
-                f"(Flatten gives {_shapes(model)[6][0]} features instead of 2704)",
-        measured=_measured("improved CNN", model),
-    )
+    table = models.layer_table(models.improved_cnn())
+    ruling = improved_summary_rule(table, models.basic_cnn().count_params())
+    claim.check(ruling.verdict, rule=stated(improved_summary_rule), summary=ruling.headline["text"],
+                headline=ruling.headline, measured=_measured("improved CNN", table))

@@ -1,19 +1,23 @@
 """The notebook's claims about training: overfitting, CNN vs MLP, batch size, the improved CNN.
 
 Every run comes from the training-run store at the notebook's settings (60k/10k MNIST,
-validation_split 0.1, the notebook's optimizers), one per seed; verdicts are taken over seeds.
+validation_split 0.1, the notebook's optimizers), one per seed. Each claim's rule is a pure
+function next to it (measured values -> verdict), deciding on the claim's continuous per-seed
+measure with a one-sided test over seeds; `claim.decide` applies it at each planned look.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
 from fixtures import models, stats
-from fixtures.evidence import Verdict
+from fixtures.evidence import Ruling, Verdict, stated
 from fixtures.runs import device_description, pipeline
 
 Q_RESULTS = "Q: What do you think of 1) the final accuracy and 2) the training time, compared to the MLP of last time?"
@@ -21,6 +25,9 @@ Q_OVERFIT = "Q: When does your network start to overfit? How to recognize it?"
 Q_BATCH = "Q: Try different values for the batch size (16, 32, 64, 128..). What is its influence?"
 Q_IMPROVE = "Q: Improve the CNN to avoid overfitting. The test accuracy should be around 99%."
 BATCH_SIZES = (16, 32, 64, 128)
+MIN_RISE = 0.05  # "the training loss increases again": it climbs back >= 5% above its best value so far
+RISE_CAP = 1.0  # a rise is counted up to a doubling of the loss; a diverged run counts as the cap
+AROUND_99 = (0.985, 0.995)  # "around 99%": the accuracies that round to 99%
 
 
 def basic(runs, seeds, batch_size: int = 64) -> list:
@@ -40,6 +47,12 @@ def improved(runs, seeds) -> list:
 
 def accuracy_on_test_set(run) -> float:
     return run.evaluation["test"]["accuracy"]
+
+
+def train_minus_val_accuracy(run) -> float:
+    """Accuracy on the training split minus on the validation split, both evaluated after the last
+    epoch at the same weights without dropout (Keras's running training accuracy is neither)."""
+    return run.evaluation["train"]["accuracy"] - run.evaluation["val"]["accuracy"]
 
 
 def fmt(summary: stats.Summary, digits: int = 4) -> str:
@@ -64,52 +77,72 @@ def overfitting_onset(history: dict) -> dict:
     }
 
 
+def overfitting_rule(gaps: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
+    """Final training minus validation accuracy (both evaluated without dropout) over seeds: holds if
+    its mean is above 0 by a one-sided t-test at alpha, refuted if below 0, else inconclusive."""
+    test = stats.one_sided(gaps, 0.0, alpha=alpha)
+    return Ruling.of_tests([test], "train_minus_val_accuracy", f"train - val accuracy {test.describe()}")
+
+
 @pytest.mark.claim("overfitting-signature", question=Q_OVERFIT)
-def test_basic_cnn_overfits(claim, runs, seeds):
+def test_basic_cnn_overfits(claim, runs):
     """"A network overfits when the training accuracy becomes better than the validation accuracy
     (learning by heart, not generalizing), which is the case here."
 
-    Per seed (basic CNN, 10 epochs, batch 64) the signature is: final training accuracy above final
-    validation accuracy, and the validation loss bottoms out before the last epoch while the
-    training loss keeps falling. The onset (the notebook's "when") is the epoch of lowest
-    validation loss. Holds if every seed shows the signature, refuted if none, else inconclusive.
+    Measure per seed (basic CNN, 10 epochs, batch 64): accuracy on the training split minus on the
+    validation split after the last epoch. Rule (overfitting_rule): one-sided t over seeds, the
+    mean gap above 0 holds, below 0 refutes. The onset (the notebook's "when") is reported as the
+    epoch of lowest validation loss, with the epoch from which Keras's curves stay apart.
     """
-    trained = basic(runs, seeds)
-    per_seed = [overfitting_onset(run.history) for run in trained]
-    flags = [p["final_accuracy"] > p["final_val_accuracy"] and p["val_loss_min_before_last"]
-             and p["train_loss_falls_after_onset"] for p in per_seed]
+    def measure(seeds: list[int]) -> dict:
+        trained = basic(runs, seeds)
+        return {"runs": trained, "gaps": [train_minus_val_accuracy(r) for r in trained]}
+
+    seeds, m, ruling = claim.decide(measure, lambda m, alpha: overfitting_rule(m["gaps"], alpha))
+    per_seed = [overfitting_onset(run.history) for run in m["runs"]]
     onsets = [p["onset_epoch"] for p in per_seed]
-    gap = stats.summarize([p["final_accuracy"] - p["final_val_accuracy"] for p in per_seed])
     claim.check(
-        Verdict.over_seeds(flags),
-        rule="every seed: final train acc > final val acc, and val loss lowest before the last epoch "
-             "while train loss keeps falling (holds: all seeds; refuted: none; else inconclusive)",
-        summary=f"signature in {sum(flags)}/{len(flags)} seeds; train-val accuracy gap {fmt(gap)}; "
-                f"val loss lowest at epoch {onsets} of {len(trained[0].history['loss'])}, so overfitting starts after epoch "
-                f"{int(np.median(onsets))} (median)",
-        measured={"per_seed": per_seed, "onset_epoch": onsets, "answer_onset_epoch": float(np.median(onsets))},
-        statistics={"train_minus_val_accuracy": gap, "onset_epoch": stats.summarize(onsets)},
-        runs=trained, seeds=seeds,
+        ruling.verdict,
+        rule=stated(overfitting_rule),
+        summary=f"{ruling.headline['text']}; val loss lowest at epoch {onsets} of {len(m['runs'][0].history['loss'])}, "
+                f"so overfitting starts after epoch {int(np.median(onsets))} (median)",
+        headline=ruling.headline, detectable=ruling.detectable,
+        measured={"per_seed": per_seed, "train_minus_val_accuracy": m["gaps"], "onset_epoch": onsets,
+                  "answer_onset_epoch": float(np.median(onsets))},
+        statistics={"train_minus_val_accuracy": stats.one_sided(m["gaps"], alpha=ruling.alpha),
+                    "onset_epoch": stats.summarize(onsets)},
+        runs=m["runs"], seeds=seeds,
     )
 
 
+def cnn_beats_mlp_rule(cnn: Sequence[float], fc: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
+    """Test accuracy of the basic CNN minus the MLP's, paired by seed: holds if the mean difference is
+    above 0 by a one-sided paired t-test at alpha, refuted if below 0, else inconclusive."""
+    test = stats.compare(cnn, fc, alpha=alpha).test
+    return Ruling.of_tests([test], "cnn_minus_mlp_test_accuracy", f"CNN - MLP test accuracy {test.describe()}")
+
+
 @pytest.mark.claim("cnn-vs-mlp-accuracy", question=Q_RESULTS)
-def test_cnn_more_accurate_than_mlp(claim, runs, seeds):
+def test_cnn_more_accurate_than_mlp(claim, runs):
     """"A CNN, even as shallow as this one, is more accurate ... than fully-connected networks."
 
-    Test accuracy of the basic CNN vs the MLP baseline, paired by seed; holds if the one-sided
-    paired t-test (alpha 0.05) finds the CNN better, refuted if it finds the MLP better.
+    Test accuracy of the basic CNN vs the MLP baseline, paired by seed (cnn_beats_mlp_rule);
+    P(CNN > MLP) with its exact interval is reported beside it.
     """
-    cnn, fc = basic(runs, seeds), mlp(runs, seeds)
-    comparison = stats.compare([accuracy_on_test_set(r) for r in cnn], [accuracy_on_test_set(r) for r in fc])
+    def measure(seeds: list[int]) -> dict:
+        cnn, fc = basic(runs, seeds), mlp(runs, seeds)
+        return {"runs": cnn + fc, "cnn": [accuracy_on_test_set(r) for r in cnn], "mlp": [accuracy_on_test_set(r) for r in fc]}
+
+    seeds, m, ruling = claim.decide(measure, lambda m, alpha: cnn_beats_mlp_rule(m["cnn"], m["mlp"], alpha))
+    comparison = stats.compare(m["cnn"], m["mlp"], alpha=ruling.alpha)
     claim.check(
-        Verdict.of_decision(comparison.decision()),
-        rule="paired one-sided t-test over seeds on test accuracy, alpha 0.05; P(CNN > MLP) with bootstrap CI",
-        summary=f"test accuracy CNN {fmt(comparison.a)} vs MLP {fmt(comparison.b)}; "
-                f"P(CNN > MLP) = {comparison.p_a_better:.2f} {list(comparison.p_a_better_ci)}, "
-                f"p = {comparison.t_pvalue:.3g}",
+        ruling.verdict,
+        rule=stated(cnn_beats_mlp_rule),
+        summary=f"test accuracy CNN {fmt(comparison.a)} vs MLP {fmt(comparison.b)}; {ruling.headline['text']}; "
+                f"P(CNN > MLP) = {comparison.p_a_better:.2f} {[round(x, 2) for x in comparison.p_a_better_ci]}",
+        headline=ruling.headline, detectable=ruling.detectable,
         statistics={"test_accuracy": comparison},
-        runs=cnn + fc, seeds=seeds,
+        runs=m["runs"], seeds=seeds,
     )
 
 
@@ -170,114 +203,182 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     )
 
 
+def small_batch_unstable_rule(rise16: Sequence[float], rise128: Sequence[float],
+                              alpha: float = stats.ALPHA) -> Ruling:
+    """Instability = the training loss's largest relative rise above its running minimum (negative if it
+    never rises; capped at 1, a diverged run counts 1). Holds if batch 16's instability exceeds batch
+    128's (one-sided paired t over seeds at alpha) and exceeds 0.05, the smallest rise that counts as
+    "increases again" (one-sided t at alpha); refuted if either test finds the opposite at alpha/2
+    (16 not less stable than 128, or 16's loss not rising by 0.05); else inconclusive."""
+    paired = stats.compare(rise16, rise128, alpha=alpha).test
+    rises = stats.one_sided(rise16, MIN_RISE, alpha=alpha)
+    return Ruling.of_tests([paired, rises], "instability_16_minus_128",
+                           f"instability 16 - 128 {paired.describe(3)}; instability 16 {rises.describe(3)}")
+
+
 @pytest.mark.claim("batch-small-unstable", question=Q_BATCH)
-def test_small_batches_are_unstable(claim, runs, seeds):
+def test_small_batches_are_unstable(claim, runs):
     """"When the batch size is too small, learning is unstable: the training loss increases again
     after a while."
 
-    Instability of a run = the largest relative rise of its per-epoch training loss above its
-    running minimum (0 if it never rises; infinite if it diverges). Holds if batch 16 is more
-    unstable than batch 128 by the one-sided paired t-test over seeds (alpha 0.05); the trend over
-    16/32/64/128 is reported as Spearman's rho over all (batch size, seed) points.
+    Measure per run: instability (stats.rise_above_running_min of the per-epoch training loss,
+    capped at RISE_CAP) for batch 16 and 128, paired by seed (small_batch_unstable_rule, with
+    MIN_RISE = 0.05 as the smallest rise that counts). The trend over 16/32/64/128 is reported as
+    Spearman's rho over all (batch size, seed) points.
     """
-    by_size = {b: basic(runs, seeds, b) for b in BATCH_SIZES}
-    instability = {b: [stats.rise_above_running_min(r.history["loss"]) for r in rs] for b, rs in by_size.items()}
-    comparison = stats.compare(instability[16], instability[128])
+    def measure(seeds: list[int]) -> dict:
+        by_size = {b: basic(runs, seeds, b) for b in BATCH_SIZES}
+        return {"runs": [r for rs in by_size.values() for r in rs],
+                "instability": {b: [stats.rise_above_running_min(r.history["loss"], RISE_CAP) for r in rs]
+                                for b, rs in by_size.items()}}
+
+    seeds, m, ruling = claim.decide(
+        measure, lambda m, alpha: small_batch_unstable_rule(m["instability"][16], m["instability"][128], alpha))
+    instability = m["instability"]
     rho, rho_p = scipy_stats.spearmanr([b for b in BATCH_SIZES for _ in seeds],
                                        [v for b in BATCH_SIZES for v in instability[b]])
-    rises = {b: sum(v > 0 for v in vs) for b, vs in instability.items()}
+    rises = {b: sum(v >= MIN_RISE for v in vs) for b, vs in instability.items()}
     claim.check(
-        Verdict.of_decision(comparison.decision()),
-        rule="instability(16) > instability(128): one-sided paired t-test over seeds, alpha 0.05",
-        summary=f"instability by batch size (mean): "
+        ruling.verdict,
+        rule=stated(small_batch_unstable_rule),
+        summary=f"{ruling.headline['text']}; instability by batch size (mean): "
                 + ", ".join(f"{b}: {np.mean(v):.3f}" for b, v in instability.items())
-                + f"; loss rose again in {rises} seeds; Spearman rho(batch size, instability) = {rho:.2f} "
-                  f"(p = {rho_p:.3g}); P(16 less stable than 128) = {comparison.p_a_better:.2f}",
+                + f"; loss rose again by >= {MIN_RISE:.0%} in {rises} seeds; Spearman rho(batch size, instability) = "
+                  f"{rho:.2f} (p = {rho_p:.3g})",
+        headline=ruling.headline, detectable=ruling.detectable,
         measured={"instability": {str(b): v for b, v in instability.items()}, "seeds_with_rise": rises,
-                  "spearman_rho": rho, "spearman_p": rho_p},
-        statistics={"instability_16_vs_128": comparison,
+                  "min_rise": MIN_RISE, "cap": RISE_CAP, "spearman_rho": rho, "spearman_p": rho_p},
+        statistics={"instability_16_vs_128": stats.compare(instability[16], instability[128], alpha=ruling.alpha),
+                    "instability_16_vs_min_rise": stats.one_sided(instability[16], MIN_RISE, alpha=ruling.alpha),
                     **{f"instability_{b}": stats.summarize(v) for b, v in instability.items()}},
-        runs=[r for rs in by_size.values() for r in rs], seeds=seeds,
+        runs=m["runs"], seeds=seeds,
     )
+
+
+def batch_128_rule(test128: Sequence[float], test64: Sequence[float], val128: Sequence[float],
+                   val64: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
+    """Test and final validation accuracy of batch 128 minus batch 64, paired by seed: holds if both
+    mean differences are above 0 (one-sided paired t-tests at alpha), refuted if either is below 0 at
+    alpha/2, else inconclusive (a slight difference needs more seeds to show)."""
+    test = stats.compare(test128, test64, alpha=alpha).test
+    val = stats.compare(val128, val64, alpha=alpha).test
+    return Ruling.of_tests([test, val], "test_accuracy_128_minus_64",
+                           f"128 - 64 test accuracy {test.describe()}; val accuracy {val.describe()}")
 
 
 @pytest.mark.claim("batch-128-beats-64", question=Q_BATCH)
-def test_batch_128_slightly_better_than_64(claim, runs, seeds):
+def test_batch_128_slightly_better_than_64(claim, runs):
     """"128 is actually slightly better than 64."
 
-    Final validation accuracy and test accuracy of batch 128 vs batch 64, paired by seed. Holds if
-    both one-sided paired t-tests (alpha 0.05) find 128 better, refuted if either finds 64 better,
-    else inconclusive (a slight difference needs more seeds to show).
+    Final validation accuracy and test accuracy of batch 128 vs batch 64, paired by seed
+    (batch_128_rule); P(128 > 64) with its exact interval is reported beside them.
     """
-    large, small = basic(runs, seeds, 128), basic(runs, seeds, 64)
-    val = stats.compare([r.history["val_accuracy"][-1] for r in large], [r.history["val_accuracy"][-1] for r in small])
-    test = stats.compare([accuracy_on_test_set(r) for r in large], [accuracy_on_test_set(r) for r in small])
-    verdict = Verdict.all_of(Verdict.of_decision(c.decision()) for c in (val, test))
+    def measure(seeds: list[int]) -> dict:
+        large, small = basic(runs, seeds, 128), basic(runs, seeds, 64)
+        return {"runs": large + small,
+                "test128": [accuracy_on_test_set(r) for r in large], "test64": [accuracy_on_test_set(r) for r in small],
+                "val128": [r.history["val_accuracy"][-1] for r in large],
+                "val64": [r.history["val_accuracy"][-1] for r in small]}
+
+    seeds, m, ruling = claim.decide(
+        measure, lambda m, alpha: batch_128_rule(m["test128"], m["test64"], m["val128"], m["val64"], alpha))
+    test = stats.compare(m["test128"], m["test64"], alpha=ruling.alpha)
+    val = stats.compare(m["val128"], m["val64"], alpha=ruling.alpha)
     claim.check(
-        verdict,
-        rule="val and test accuracy, 128 vs 64, one-sided paired t-tests over seeds (alpha 0.05): "
-             "holds if both favour 128, refuted if either favours 64",
-        summary=f"test accuracy 128: {fmt(test.a)} vs 64: {fmt(test.b)}, P(128 > 64) = {test.p_a_better:.2f} "
-                f"{list(test.p_a_better_ci)}, p = {test.t_pvalue:.3g}; val accuracy 128: {fmt(val.a)} vs "
-                f"64: {fmt(val.b)}, P(128 > 64) = {val.p_a_better:.2f}, p = {val.t_pvalue:.3g}",
+        ruling.verdict,
+        rule=stated(batch_128_rule),
+        summary=f"test accuracy 128: {fmt(test.a)} vs 64: {fmt(test.b)}; {ruling.headline['text']}; "
+                f"P(128 > 64) test {test.p_a_better:.2f}, val {val.p_a_better:.2f}",
+        headline=ruling.headline, detectable=ruling.detectable,
         statistics={"test_accuracy": test, "val_accuracy": val},
-        runs=large + small, seeds=seeds,
+        runs=m["runs"], seeds=seeds,
     )
+
+
+def around_99_rule(accuracies: Sequence[float], n_test: int, alpha: float = stats.ALPHA) -> Ruling:
+    """Test accuracy over seeds, its standard error widened in quadrature by the binomial error of one
+    n_test-example accuracy; "around 99%" is the band [0.985, 0.995] of accuracies that round to 99%.
+    Holds if the mean is inside the band by both one-sided t-tests at alpha (its 1 - 2 alpha interval
+    lies inside), refuted if it is below 0.985 or above 0.995 at alpha/2, else inconclusive."""
+    se = stats.binomial_se(float(np.clip(np.mean(accuracies), 0, 1)), n_test)
+    low, high = AROUND_99
+    above = stats.one_sided(accuracies, low, alpha=alpha, extra_se=se)
+    below = stats.one_sided(accuracies, high, higher_is_better=False, alpha=alpha, extra_se=se)
+    ruling = Ruling.of_tests([above, below], "test_accuracy",
+                             f"test accuracy {above.mean:.4f} [{above.ci_low:.4f}, {above.ci_high:.4f}] "
+                             f"vs band [{low}, {high}] (n={above.n}, binomial SE {se:.4f})")
+    return dataclasses.replace(ruling, headline={**ruling.headline, "higher_is_better": None})
 
 
 @pytest.mark.claim("improved-99", question=Q_IMPROVE)
-def test_improved_cnn_reaches_99_percent(claim, runs, seeds):
+def test_improved_cnn_reaches_99_percent(claim, runs):
     """"The test accuracy should be around 99%." (the notebook's own run: 0.9929)
 
-    Test accuracy of the improved CNN (20 epochs, batch 64) over seeds. The uncertainty is the wider
-    of the seeds' 95% t-CI and the 95% binomial interval of one 10k-example accuracy (about
-    +/-0.2 points at 99%). Holds if the mean is >= 0.99, refuted if the whole interval is below
-    0.99, else inconclusive.
+    Test accuracy of the improved CNN (20 epochs, batch 64) over seeds against the band
+    [0.985, 0.995] of accuracies that round to 99% (around_99_rule). The uncertainty combines the
+    seeds' spread with the binomial error of one 10k-example accuracy (about 0.1 points at 99%),
+    which all seeds share because they share the test set.
     """
-    trained = improved(runs, seeds)
-    accuracy = stats.summarize([accuracy_on_test_set(r) for r in trained])
-    se = stats.binomial_se(accuracy.mean, len(runs.data.t_test))
-    half_width = max(accuracy.ci_high - accuracy.mean, 1.96 * se)
-    low, high = accuracy.mean - half_width, accuracy.mean + half_width
-    verdict = Verdict.HOLDS if accuracy.mean >= 0.99 else Verdict.REFUTED if high < 0.99 else Verdict.INCONCLUSIVE
+    def measure(seeds: list[int]) -> dict:
+        trained = improved(runs, seeds)
+        return {"runs": trained, "accuracy": [accuracy_on_test_set(r) for r in trained]}
+
+    n_test = len(runs.data.t_test)
+    seeds, m, ruling = claim.decide(measure, lambda m, alpha: around_99_rule(m["accuracy"], n_test, alpha))
     claim.check(
-        verdict,
-        rule="mean test accuracy >= 0.99 holds; interval (wider of seed t-CI and binomial 95%) below 0.99 refutes",
-        summary=f"test accuracy {fmt(accuracy)}, interval [{low:.4f}, {high:.4f}]; binomial SE of one "
-                f"10k-sample accuracy {100 * se:.2f} points; per seed {[round(v, 4) for v in accuracy.values]}",
-        measured={"binomial_se": se, "interval": [low, high], "notebook_run": 0.9929},
-        statistics={"test_accuracy": accuracy},
-        runs=trained, seeds=seeds,
+        ruling.verdict,
+        rule=stated(around_99_rule),
+        summary=f"{ruling.headline['text']}; per seed {[round(v, 4) for v in m['accuracy']]}",
+        headline=ruling.headline, detectable=ruling.detectable,
+        measured={"band": AROUND_99, "n_test": n_test, "notebook_run": 0.9929},
+        statistics={"test_accuracy": stats.summarize(m["accuracy"])},
+        runs=m["runs"], seeds=seeds,
     )
 
 
+def no_overfit_rule(gaps: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
+    """The notebook's definition, "overfits when the training accuracy becomes better than the validation
+    accuracy", on final training minus validation accuracy evaluated without dropout: holds (does not
+    overfit) if the mean gap is below 0 by a one-sided t-test over seeds at alpha, refuted if above 0,
+    else inconclusive."""
+    test = stats.one_sided(gaps, 0.0, higher_is_better=False, alpha=alpha)
+    return Ruling.of_tests([test], "train_minus_val_accuracy", f"train - val accuracy {test.describe()}")
+
+
+@pytest.mark.xfail(strict=True, reason="refuted on TF 2.21 / Keras 3.15 CPU at seeds 0-2: training minus validation "
+                                       "accuracy without dropout 0.0029 [0.0020, 0.0039] (90% t-CI), p = 0.0062; the "
+                                       "improved CNN still overfits slightly, by about a quarter of the basic CNN's 0.0110")
 @pytest.mark.claim("improved-no-overfit", question=Q_IMPROVE)
-def test_improved_cnn_does_not_overfit(claim, runs, seeds):
+def test_improved_cnn_does_not_overfit(claim, runs):
     """"Once you find a good architecture that does not overfit, train it for 20 epochs."
 
-    Per seed: final validation accuracy >= the training accuracy Keras reports (measured with dropout
-    active, so it understates the model); the training set re-evaluated without dropout is recorded
-    beside it. And the improved CNN's test loss is below the basic CNN's (paired one-sided t-test,
-    alpha 0.05). Holds if every seed passes the first and the test finds the second; refuted if no
-    seed passes or the test finds the basic CNN better; else inconclusive.
+    "Does not overfit" by the notebook's own definition ("A network overfits when the training
+    accuracy becomes better than the validation accuracy"), measured honestly: both accuracies
+    evaluated after the last epoch at the same weights without dropout (Keras's reported training
+    accuracy runs with three Dropout(0.5) layers active, which depresses it by design, so it is
+    recorded but not used). Rule: no_overfit_rule. Reported as context, not decided on: the gap
+    relative to the basic CNN's, the epoch of lowest validation loss, and the test loss of both.
     """
-    better, base = improved(runs, seeds), basic(runs, seeds)
-    per_seed = [{"val_accuracy": r.history["val_accuracy"][-1], "keras_train_accuracy_dropout": r.history["accuracy"][-1],
-                 "train_accuracy_no_dropout": r.evaluation["train"]["accuracy"]} for r in better]
-    flags = [p["val_accuracy"] >= p["keras_train_accuracy_dropout"] for p in per_seed]
-    loss = stats.compare([r.evaluation["test"]["loss"] for r in better], [r.evaluation["test"]["loss"] for r in base],
-                         higher_is_better=False)
-    verdict = Verdict.all_of([Verdict.over_seeds(flags), Verdict.of_decision(loss.decision())])
-    no_dropout_gap = stats.summarize([p["train_accuracy_no_dropout"] - p["val_accuracy"] for p in per_seed])
+    def measure(seeds: list[int]) -> dict:
+        trained = improved(runs, seeds)
+        return {"runs": trained, "gaps": [train_minus_val_accuracy(r) for r in trained]}
+
+    seeds, m, ruling = claim.decide(measure, lambda m, alpha: no_overfit_rule(m["gaps"], alpha))
+    base = basic(runs, seeds)
+    base_gap = stats.summarize([train_minus_val_accuracy(r) for r in base])
+    onsets = [overfitting_onset(r.history)["onset_epoch"] for r in m["runs"]]
+    loss = stats.compare([r.evaluation["test"]["loss"] for r in m["runs"]], [r.evaluation["test"]["loss"] for r in base],
+                         higher_is_better=False, alpha=ruling.alpha)
     claim.check(
-        verdict,
-        rule="every seed: final val acc >= Keras train acc (dropout active); and test loss improved < basic "
-             "(one-sided paired t-test, alpha 0.05)",
-        summary=f"val >= train (dropout on) in {sum(flags)}/{len(flags)} seeds; train acc without dropout minus "
-                f"val acc {fmt(no_dropout_gap)}; test loss improved {fmt(loss.a)} vs basic {fmt(loss.b)}, "
-                f"p = {loss.t_pvalue:.3g}",
-        measured={"per_seed": per_seed,
-                  "note": "Keras's training accuracy is a running mean over the epoch with dropout active"},
-        statistics={"test_loss": loss, "train_no_dropout_minus_val_accuracy": no_dropout_gap},
-        runs=better + base, seeds=seeds,
+        ruling.verdict,
+        rule=stated(no_overfit_rule),
+        summary=f"{ruling.headline['text']} (basic CNN: {fmt(base_gap)}); val loss lowest at epoch {onsets} of "
+                f"{len(m['runs'][0].history['loss'])}; test loss improved {fmt(loss.a)} vs basic {fmt(loss.b)}",
+        headline=ruling.headline, detectable=ruling.detectable,
+        measured={"train_minus_val_accuracy": m["gaps"], "val_loss_lowest_epoch": onsets,
+                  "keras_train_accuracy_dropout": [r.history["accuracy"][-1] for r in m["runs"]],
+                  "val_accuracy": [r.evaluation["val"]["accuracy"] for r in m["runs"]]},
+        statistics={"train_minus_val_accuracy": stats.one_sided(m["gaps"], higher_is_better=False, alpha=ruling.alpha),
+                    "basic_train_minus_val_accuracy": base_gap, "test_loss": loss},
+        runs=m["runs"] + base, seeds=seeds,
     )

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.evidence import Verdict, merge_runs
+import numpy as np
+
+from fixtures.evidence import Ruling, Verdict, merge_runs, sequential
+from fixtures.stats import ALPHA, one_sided, sequential_plan
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,16 +92,87 @@ def test_verdict_of_a_fact():
     assert Verdict.of(True) is Verdict.HOLDS and Verdict.of(False) is Verdict.REFUTED
 
 
-@pytest.mark.parametrize("flags, expected", [([True, True], Verdict.HOLDS), ([False, False], Verdict.REFUTED),
-                                             ([True, False], Verdict.INCONCLUSIVE)])
-def test_verdict_over_seeds(flags, expected):
-    assert Verdict.over_seeds(flags) is expected
+@pytest.mark.parametrize("seeds", ["1", "two"])
+def test_seeds_below_two_are_rejected(suite, seeds):
+    result = suite.runpytest_subprocess("--seeds", seeds)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--seeds*"])
 
 
-def test_verdict_of_parts():
-    assert Verdict.of_decision("a_better") is Verdict.HOLDS
-    assert Verdict.of_decision("b_better") is Verdict.REFUTED
-    assert Verdict.of_decision("undecided") is Verdict.INCONCLUSIVE
-    assert Verdict.all_of([Verdict.HOLDS, Verdict.HOLDS]) is Verdict.HOLDS
-    assert Verdict.all_of([Verdict.HOLDS, Verdict.INCONCLUSIVE]) is Verdict.INCONCLUSIVE
-    assert Verdict.all_of([Verdict.INCONCLUSIVE, Verdict.REFUTED]) is Verdict.REFUTED
+def test_ruling_of_tests_intersection_union_and_bonferroni():
+    up, flat, down = one_sided([1.0, 1.1, 1.2], 0.0), one_sided([1.0, -1.1, 0.3], 0.0), one_sided([-1.0, -1.1, -1.2], 0.0)
+    assert Ruling.of_tests([up, up], "x", "t").verdict is Verdict.HOLDS
+    inconclusive = Ruling.of_tests([up, flat], "x", "t")
+    assert inconclusive.verdict is Verdict.INCONCLUSIVE
+    assert inconclusive.p == flat.p_holds and inconclusive.detectable == flat.detectable() is not None
+    refuted = Ruling.of_tests([up, down], "x", "t")
+    assert refuted.verdict is Verdict.REFUTED and refuted.p == pytest.approx(2 * down.p_refutes)
+    # Bonferroni: a refutation at p just under 0.05 in one of two parts is not enough.
+    weak = one_sided([-1.0, -2.0, -3.0], 0.0)  # p_refutes 0.037
+    assert Ruling.of_tests([weak], "x", "t").verdict is Verdict.REFUTED
+    assert Ruling.of_tests([up, weak], "x", "t").verdict is Verdict.INCONCLUSIVE
+    assert refuted.headline == {"name": "x", "values": [1.0, 1.1, 1.2], "higher_is_better": True, "text": "t"}
+    with pytest.raises(ValueError):
+        Ruling.of_tests([], "x", "t")
+
+
+def test_ruling_fact_is_never_inconclusive():
+    assert Ruling.fact(True, "n", 3, "t").verdict is Verdict.HOLDS
+    assert Ruling.fact(False, "n", 3, "t").headline["values"] == [3.0]
+
+
+AUTO_CLAIMS = '''
+import pytest
+from fixtures.evidence import Ruling
+from fixtures.stats import one_sided
+
+def rule(values, alpha):
+    return Ruling.of_tests([one_sided(values, 0.0, alpha=alpha)], "x", "t")
+
+@pytest.mark.claim("c-decided-at-5")
+def test_decided_at_5(claim):
+    values = [1.0, 1.2, 0.1, 1.1, 1.0, 1.1, 0.9, 1.2]
+    seeds, measured, ruling = claim.decide(lambda seeds: [values[s] for s in seeds], rule)
+    claim.check(ruling.verdict, rule="r", summary=ruling.headline["text"], seeds=seeds)
+
+@pytest.mark.claim("c-never-decided")
+def test_never_decided(claim):
+    values = [1.0, -1.2, 0.1, 0.5, -0.4, 0.3, -0.2, 0.1]
+    seeds, measured, ruling = claim.decide(lambda seeds: [values[s] for s in seeds], rule)
+    claim.check(ruling.verdict, rule="r", summary=ruling.headline["text"], seeds=seeds, detectable=ruling.detectable)
+'''
+
+
+def test_seeds_auto_looks_at_3_5_8_and_stops_when_decided(pytester: pytest.Pytester):
+    pytester.makeconftest((REPO / "conftest.py").read_text())
+    pytester.makepyfile(test_auto=AUTO_CLAIMS)
+    pytester.makeini(f"[pytest]\npythonpath = {REPO}\nmarkers = claim(id): a claim\n")
+    result = pytester.runpytest_subprocess("--seeds", "auto", "--max-seeds", "8")
+    result.assert_outcomes(passed=1, skipped=1)
+    claims = {c["id"]: c for c in evidence(pytester)["claims"]}
+    decided, undecided = claims["c-decided-at-5"], claims["c-never-decided"]
+    assert [(look["n"], look["verdict"]) for look in decided["looks"]] == [(3, "inconclusive"), (5, "holds")]
+    assert decided["seeds"] == [0, 1, 2, 3, 4]
+    assert [look["n"] for look in undecided["looks"]] == [3, 5, 8] and undecided["seeds"] == list(range(8))
+    assert [look["alpha"] for look in undecided["looks"]] == [pytest.approx(0.05 / 3)] * 3
+    assert undecided["detectable"]["seeds_needed"] > 8
+    assert evidence(pytester)["session"]["seeds"] == list(range(8))
+
+
+def _null_error(plan: list[tuple[int, float]], simulations: int = 4000) -> float:
+    """Share of simulated claims with no effect at all (normal per-seed values around the threshold)
+    that the sequential rule declares holding at some look."""
+    rng = np.random.default_rng(2021)
+    wrong = 0
+    for _ in range(simulations):
+        values = rng.standard_normal(plan[-1][0])
+        _, _, ruling, _ = sequential(lambda seeds: values[seeds],
+                                     lambda v, alpha: Ruling.of_tests([one_sided(v, 0.0, alpha=alpha)], "x", "t"), plan)
+        wrong += ruling.verdict is Verdict.HOLDS
+    return wrong / simulations
+
+
+def test_sequential_rule_keeps_the_overall_error_at_five_percent_under_the_null():
+    assert _null_error(sequential_plan(8)) <= ALPHA
+    # The same looks each at the full 0.05 exceed it: the boundary is what keeps the error down.
+    assert _null_error([(n, ALPHA) for n, _ in sequential_plan(8)]) > ALPHA

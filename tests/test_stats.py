@@ -9,10 +9,13 @@ from scipy import stats as sps
 from fixtures.stats import (
     CONFIDENCE,
     Comparison,
+    OneSided,
     Summary,
     binomial_se,
     compare,
+    one_sided,
     rise_above_running_min,
+    sequential_plan,
     summarize,
 )
 
@@ -72,7 +75,7 @@ def test_compare_clear_gap_a_better():
     c = compare(A, B)
     assert isinstance(c, Comparison)
     assert c.p_a_better == 1.0
-    assert c.p_a_better_ci == (1.0, 1.0)
+    assert c.p_a_better_ci == (pytest.approx(0.025 ** (1 / 5)), 1.0)  # Clopper-Pearson, 5 of 5
     assert c.diff.mean == pytest.approx(0.01022, abs=1e-5)
     assert c.t_pvalue < 1e-4
     assert c.decision() == "a_better"
@@ -105,22 +108,34 @@ def test_lower_is_better_flips_direction():
     assert compare(loss_a, loss_b).decision() == "b_better"
 
 
-def test_ties_count_half_and_bootstrap_ci():
+def test_ties_count_half_and_exact_ci():
     c = compare([1, 1, 2, 0], [1, 1, 1, 1])  # tie, tie, win, loss -> (0.5 + 0.5 + 1 + 0) / 4
     assert c.p_a_better == pytest.approx(0.5)
     lo, hi = c.p_a_better_ci
-    assert 0.0 <= lo <= c.p_a_better <= hi <= 1.0
-    assert lo < hi
-    assert compare([1, 1, 2, 0], [1, 1, 1, 1]).p_a_better_ci == c.p_a_better_ci  # reproducible
+    assert 0.0 < lo < c.p_a_better < hi < 1.0
+    assert (lo, hi) == pytest.approx((sps.beta.ppf(0.025, 2, 3), sps.beta.ppf(0.975, 3, 2)))
 
 
-def test_bootstrap_ci_brackets_estimate_on_mixed_case():
-    a = [0.5, 0.6, 0.7, 0.4, 0.9, 0.3, 0.8, 0.55]
-    b = [0.4, 0.7, 0.6, 0.5, 0.8, 0.2, 0.9, 0.50]
+def test_p_a_better_ci_is_not_certain_at_three_seeds():
+    # Issue 14 item 8: a bootstrap over 3 wins resamples only wins and gave [1.0, 1.0].
+    lo, hi = compare([2.0, 3.1, 4.0], [1.0, 2.0, 3.05]).p_a_better_ci
+    assert hi == 1.0
+    assert lo == pytest.approx(0.025 ** (1 / 3))  # Clopper-Pearson lower bound for 3 of 3: 0.29
+    assert compare([1.0, 2.0, 3.05], [2.0, 3.1, 4.0]).p_a_better_ci == (0.0, pytest.approx(1 - 0.025 ** (1 / 3)))
+
+
+def test_recorded_diff_interval_matches_the_one_sided_decision():
+    # Issue 14 item 7: p = 0.041 sat beside a two-sided 95% CI spanning 0. The recorded interval is
+    # the 90% t-CI, whose lower end is above 0 exactly when the one-sided test at 0.05 decides.
+    a, b = [0.9900, 0.9920, 0.9935], [0.9888, 0.9885, 0.9890]
     c = compare(a, b)
-    lo, hi = c.p_a_better_ci
-    assert 0.0 <= lo <= c.p_a_better <= hi <= 1.0
-    assert compare(a, b).p_a_better_ci == (lo, hi)
+    assert 0.025 < c.t_pvalue < 0.05 and c.decision() == "a_better"
+    assert c.diff.ci_low > 0 and c.diff.ci_method == "student-t 90%"
+    assert summarize(c.diff.values).ci_low < 0  # the old two-sided 95% interval spanned 0
+    for shift in (-0.003, -0.0015, 0.0, 0.0015):
+        shifted = compare([x + shift for x in a], b)
+        assert (shifted.diff.ci_low > 0) == (shifted.decision() == "a_better")
+        assert (shifted.diff.ci_high < 0) == (shifted.decision() == "b_better")
 
 
 def test_paired_test_sees_consistent_gap_despite_seed_effects():
@@ -136,20 +151,24 @@ def test_paired_test_sees_consistent_gap_despite_seed_effects():
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "expected"),
+    ("a", "b", "p_a", "p_b"),
     [
-        ([2, 3, 4], [1, 2, 3], 0.0),  # all diffs +1
-        ([1, 2, 3], [2, 3, 4], 1.0),  # all diffs -1
-        ([1, 2, 3], [1, 2, 3], 0.5),  # all diffs 0
+        ([2, 3, 4], [1, 2, 3], 0.125, 1.0),  # all diffs +1: sign test, 3 of 3
+        ([1, 2, 3], [2, 3, 4], 1.0, 0.125),  # all diffs -1
+        ([1, 2, 3], [1, 2, 3], 1.0, 1.0),  # all diffs 0: no evidence either way
+        ([2, 3], [1, 2], 0.25, 1.0),  # issue 14 item 8: was p = 0 at n = 2
     ],
 )
-def test_zero_variance_diffs(a, b, expected):
-    assert compare(a, b).t_pvalue == expected
+def test_zero_variance_diffs_fall_back_to_the_sign_test(a, b, p_a, p_b):
+    c = compare(a, b)
+    assert (c.t_pvalue, c.test.p_refutes) == (p_a, p_b)
+    assert c.test.method.startswith("exact sign test")
 
 
-def test_zero_variance_decisions():
-    assert compare([2, 3, 4], [1, 2, 3]).decision() == "a_better"
-    assert compare([1, 2, 3], [2, 3, 4]).decision() == "b_better"
+def test_zero_variance_decisions_need_enough_seeds():
+    assert compare([2, 3, 4], [1, 2, 3]).decision() == "undecided"  # 0.5**3 = 0.125
+    assert compare([2, 3, 4, 5, 6], [1, 2, 3, 4, 5]).decision() == "a_better"  # 0.5**5 = 0.031
+    assert compare([1, 2, 3, 4, 5], [2, 3, 4, 5, 6]).decision() == "b_better"
     assert compare([1, 2, 3], [1, 2, 3]).decision() == "undecided"
 
 
@@ -158,6 +177,65 @@ def test_single_seed_is_undecided():
     assert math.isnan(c.t_pvalue)
     assert c.p_a_better == 1.0
     assert c.decision() == "undecided"
+
+
+# --- one_sided ---------------------------------------------------------------------------------
+
+
+def test_one_sided_known_answer_both_directions():
+    t = one_sided([1.0, 2.0, 3.0], 0.0)
+    assert isinstance(t, OneSided)
+    assert t.statistic == pytest.approx(2.0 / (1 / math.sqrt(3)))
+    assert t.p_holds == pytest.approx(sps.ttest_1samp([1, 2, 3], 0.0, alternative="greater").pvalue)
+    assert t.p_holds + t.p_refutes == pytest.approx(1.0)
+    assert t.decision() == "holds"
+    assert one_sided([1.0, 2.0, 3.0], 4.0).decision() == "refuted"
+    assert one_sided([1.0, 2.0, 3.0], 2.2).decision() == "undecided"
+    assert one_sided([1.0, 2.0, 3.0], 4.0, higher_is_better=False).decision() == "holds"
+
+
+def test_one_sided_interval_is_the_matching_one():
+    t = one_sided([1.0, 2.0, 3.0], 0.0, alpha=0.05)
+    half = sps.t.ppf(0.95, 2) / math.sqrt(3)
+    assert (t.ci_low, t.ci_high) == pytest.approx((2 - half, 2 + half))
+    assert one_sided([1.0, 2.0, 3.0], t.ci_low + 1e-9).p_holds == pytest.approx(0.05, abs=1e-6)
+
+
+def test_one_sided_extra_se_widens_and_weakens():
+    plain, shared = one_sided([1.0, 1.1, 1.2], 0.9), one_sided([1.0, 1.1, 1.2], 0.9, extra_se=0.1)
+    assert shared.ci_high - shared.ci_low > plain.ci_high - plain.ci_low
+    assert shared.p_holds > plain.p_holds
+    assert one_sided([1.0, 1.0, 1.0], 0.5, extra_se=0.1).method == "one-sided t"  # spread from extra_se
+
+
+def test_one_sided_one_value_and_nan_are_undecided():
+    assert one_sided([3.0], 0.0).decision() == "undecided"
+    assert one_sided([1.0, math.nan, 2.0], 0.0).decision() == "undecided"
+    with pytest.raises(ValueError):
+        one_sided([], 0.0)
+
+
+def test_detectable_effect_and_seeds_needed():
+    t = one_sided([0.1, 0.3, -0.05], 0.0)  # undecided
+    d = t.detectable()
+    sd = t.sd
+    assert d["effect"] == pytest.approx((sps.t.ppf(0.95, 2) + sps.t.ppf(0.8, 2)) * sd / math.sqrt(3))
+    assert d["observed"] == pytest.approx(0.35 / 3) and d["power"] == 0.8
+    n = d["seeds_needed"]
+    at = lambda k: (sps.t.ppf(0.95, k - 1) + sps.t.ppf(0.8, k - 1)) * sd / math.sqrt(k)  # noqa: E731
+    assert at(n) <= d["observed"] < at(n - 1)
+    assert one_sided([0.1, -0.1, 0.0], 0.0).detectable()["seeds_needed"] is None  # observed effect 0
+    assert one_sided([1.0, 1.0], 0.0).detectable() is None  # no spread: nothing to scale by
+
+
+def test_detectable_counts_the_shared_error_that_more_seeds_do_not_shrink():
+    values = [0.9930, 0.9924, 0.9926]
+    plain, shared = one_sided(values, 0.995, higher_is_better=False), one_sided(values, 0.995, higher_is_better=False,
+                                                                                 extra_se=0.00085)
+    assert shared.detectable()["effect"] > plain.detectable()["effect"]
+    assert shared.detectable()["seeds_needed"] > plain.detectable()["seeds_needed"]
+    floor = one_sided(values, 0.9945, higher_is_better=False, extra_se=0.00085)  # 0.0018 < 2.49 * 0.00085
+    assert floor.detectable()["seeds_needed"] is None
 
 
 def test_compare_rejects_bad_lengths():
@@ -178,7 +256,7 @@ def test_comparison_to_dict_is_plain_json():
     d = json.loads(json.dumps(compare(A, B).to_dict()))
     assert d["a"]["n"] == 5 and d["diff"]["n"] == 5
     assert d["p_a_better"] == 1.0
-    assert d["p_a_better_ci"] == [1.0, 1.0]
+    assert d["p_a_better_ci"] == [pytest.approx(0.025 ** 0.2), 1.0]
     assert d["higher_is_better"] is True
     assert d["decision"] == "a_better"
 
@@ -194,9 +272,11 @@ def test_binomial_se():
         binomial_se(0.5, 0)
 
 
-def test_rise_monotone_decreasing_is_zero():
-    assert rise_above_running_min([2.3, 1.0, 0.5, 0.2, 0.1]) == 0.0
-    assert rise_above_running_min([0.4]) == 0.0
+def test_rise_is_negative_when_the_curve_never_rises():
+    # Then it is the smallest relative fall: every step halves the loss, so -0.5.
+    assert rise_above_running_min([2.0, 1.0, 0.5, 0.25]) == pytest.approx(-0.5)
+    assert rise_above_running_min([1.0, 0.9, 0.5]) == pytest.approx(-0.1)
+    assert math.isnan(rise_above_running_min([0.4]))
 
 
 def test_rise_known_answer():
@@ -205,6 +285,21 @@ def test_rise_known_answer():
     assert rise_above_running_min([1.0, 0.5, 0.6, 0.9, 0.4]) == pytest.approx(0.8)
 
 
-def test_rise_diverged_is_inf():
-    assert rise_above_running_min([1.0, 0.5, math.nan]) == math.inf
-    assert rise_above_running_min([1.0, math.inf]) == math.inf
+def test_rise_is_capped_and_diverged_runs_take_the_cap():
+    assert rise_above_running_min([1.0, 0.5, 5.0]) == 1.0
+    assert rise_above_running_min([1.0, 0.5, 5.0], cap=3.0) == 3.0
+    assert rise_above_running_min([1.0, 0.5, math.nan]) == 1.0
+    assert rise_above_running_min([1.0, math.inf]) == 1.0
+    assert rise_above_running_min([1.0, 0.0, 0.5]) == 1.0  # a rise above a zero minimum is unbounded
+
+
+# --- sequential_plan ---------------------------------------------------------------------------
+
+
+def test_sequential_plan_looks_and_bonferroni_levels():
+    assert sequential_plan(8) == [(3, pytest.approx(0.05 / 3)), (5, pytest.approx(0.05 / 3)), (8, pytest.approx(0.05 / 3))]
+    assert [n for n, _ in sequential_plan(20)] == [3, 5, 8, 13, 20]
+    assert [n for n, _ in sequential_plan(10)] == [3, 5, 8, 10]
+    assert sequential_plan(3) == [(3, 0.05)]
+    with pytest.raises(ValueError):
+        sequential_plan(2)
