@@ -15,13 +15,9 @@ from typing import Any
 
 import pytest
 
-# Before TensorFlow is imported anywhere: let every worker grow its GPU memory instead of
-# grabbing the whole card, so `-n 4` workers can share one GPU; and keep TF's C++ logs quiet.
-os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from fixtures.evidence import Claim, merge_runs, outcome_of, write_evidence  # noqa: E402
-from fixtures.profiles import PROFILES  # noqa: E402
+from fixtures import backend
+from fixtures.evidence import Claim, merge_runs, outcome_of, write_evidence
+from fixtures.profiles import PROFILES
 
 CLAIM_KEY = pytest.StashKey[Claim]()
 
@@ -42,8 +38,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "default: pytest's cache, cleared by --cache-clear")
     group.addoption("--claims-evidence", default=os.environ.get("MNIST_CLAIMS_EVIDENCE"),
                     help="where evidence.json is written (env MNIST_CLAIMS_EVIDENCE); default: pytest's cache")
+    group.addoption("--keras-backend", choices=backend.BACKENDS,
+                    default=os.environ.get("KERAS_BACKEND") or backend.DEFAULT,
+                    help="Keras backend to train and evaluate on (env KERAS_BACKEND); default: tensorflow")
     group.addoption("--op-determinism", choices=["auto", "on", "off"], default="auto",
-                    help="TensorFlow deterministic ops; auto: on without a GPU (default)")
+                    help="deterministic ops of the backend; auto: on, except TensorFlow on a GPU (default)")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -72,12 +71,12 @@ class EvidenceSession:
         self.workers = 0
 
     def local_environment(self) -> dict[str, Any]:
-        """Versions, device and data of this process, if it loaded TensorFlow and MNIST."""
-        if "tensorflow" not in sys.modules:
+        """Backend versions, device, determinism and data of this process, if it loaded Keras and MNIST."""
+        if "keras" not in sys.modules:
             return {}
-        from fixtures.runs import device_description, library_versions
-
-        env: dict[str, Any] = {"versions": library_versions(), "device": device_description()}
+        env: dict[str, Any] = {"versions": backend.library_versions(), "device": backend.device_description()}
+        if self.store is not None:
+            env["deterministic"] = self.store.deterministic
         if self.mnist is not None:
             env["data"] = {"source": self.mnist.source, "fingerprint": self.mnist.fingerprint,
                            "checksums": dict(self.mnist.checksums)}
@@ -111,6 +110,9 @@ EVIDENCE_KEY = pytest.StashKey[EvidenceSession]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Before Keras is first imported (here and in every xdist worker, which inherits the
+    # environment and runs this too): the backend, and the settings it reads when it starts.
+    backend.prepare(config.option.keras_backend, config.option.op_determinism)
     config.stash[EVIDENCE_KEY] = EvidenceSession(config)
 
 
@@ -161,7 +163,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     cache = _cache_dir(config, "--claims-cache", "training-runs")
-    return [f"mnist-claims: profile={config.option.claims_profile} seeds={config.option.seeds} "
+    return [f"mnist-claims: backend={config.option.keras_backend} "
+            f"profile={config.option.claims_profile} seeds={config.option.seeds} "
             f"runs cache={cache} (training progress: tail -f {cache}/*.log)"]
 
 
@@ -202,12 +205,11 @@ def seeds(pytestconfig: pytest.Config) -> list[int]:
 @pytest.fixture(scope="session")
 def runs(pytestconfig: pytest.Config, mnist: Any) -> Any:
     """The training-run store: `runs.get(runs.spec(...))` trains once, then loads from the cache."""
-    from fixtures.runs import RunStore, has_gpu
+    from fixtures.runs import RunStore
 
-    option = pytestconfig.option.op_determinism
-    deterministic = option == "on" or (option == "auto" and not has_gpu())
     store = RunStore(_cache_dir(pytestconfig, "--claims-cache", "training-runs"), mnist,
-                     PROFILES[pytestconfig.option.claims_profile], deterministic=deterministic)
+                     PROFILES[pytestconfig.option.claims_profile],
+                     deterministic=backend.resolve_determinism(pytestconfig.option.op_determinism))
     pytestconfig.stash[EVIDENCE_KEY].store = store
     return store
 
