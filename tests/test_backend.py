@@ -215,7 +215,10 @@ def test_jax_rounding_follows_its_default_precision(fake_gpu, monkeypatch, preci
 
 
 def test_tensorflow_rounding_follows_its_tf32_switch(fake_gpu, monkeypatch):
-    tf = pytest.importorskip("tensorflow")
+    if backend.active() != "tensorflow":
+        pytest.skip("TensorFlow is not this session's backend")
+    import tensorflow as tf
+
     monkeypatch.setattr(backend, "active", lambda: "tensorflow")
     enabled = tf.config.experimental.tensor_float_32_execution_enabled()
     try:
