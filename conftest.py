@@ -16,14 +16,10 @@ from typing import Any
 
 import pytest
 
-# Before TensorFlow is imported anywhere: let every worker grow its GPU memory instead of
-# grabbing the whole card, so `-n 4` workers can share one GPU; and keep TF's C++ logs quiet.
-os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from fixtures.evidence import USER_CACHE, Claim, merge_runs, outcome_of, write_evidence  # noqa: E402
-from fixtures.profiles import PROFILES  # noqa: E402
-from fixtures.stats import ALPHA, sequential_plan  # noqa: E402
+from fixtures import backend
+from fixtures.evidence import USER_CACHE, Claim, merge_runs, outcome_of, write_evidence
+from fixtures.profiles import PROFILES
+from fixtures.stats import ALPHA, sequential_plan
 
 CLAIM_KEY = pytest.StashKey[Claim]()
 
@@ -50,8 +46,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"(with -p no:cacheprovider: {USER_CACHE}/claims-evidence)")
     group.addoption("--fresh-evidence", action="store_true",
                     help="start evidence.json afresh instead of keeping the claims this session does not run")
+    group.addoption("--keras-backend", choices=backend.BACKENDS,
+                    default=os.environ.get("KERAS_BACKEND") or backend.DEFAULT,
+                    help="Keras backend to train and evaluate on (env KERAS_BACKEND); default: tensorflow")
     group.addoption("--op-determinism", choices=["auto", "on", "off"], default="auto",
-                    help="TensorFlow deterministic ops; auto: on without a GPU (default)")
+                    help="deterministic ops of the backend; auto: on, except TensorFlow on a GPU (default)")
 
 
 def _seed_option(text: str) -> int | str:
@@ -110,12 +109,12 @@ class EvidenceSession:
         self.afresh: str | None = None  # why the evidence file started afresh, once written
 
     def local_environment(self) -> dict[str, Any]:
-        """Versions, device and data of this process, if it loaded TensorFlow and MNIST."""
-        if "tensorflow" not in sys.modules:
+        """Backend versions, device, determinism and data of this process, if it loaded Keras and MNIST."""
+        if "keras" not in sys.modules:
             return {}
-        from fixtures.runs import device_description, library_versions
-
-        env: dict[str, Any] = {"versions": library_versions(), "device": device_description()}
+        env: dict[str, Any] = {"versions": backend.library_versions(), "device": backend.device_description()}
+        if self.store is not None:
+            env["deterministic"] = self.store.deterministic
         if self.mnist is not None:
             env["data"] = {"source": self.mnist.source, "fingerprint": self.mnist.fingerprint,
                            "checksums": dict(self.mnist.checksums)}
@@ -151,6 +150,9 @@ EVIDENCE_KEY = pytest.StashKey[EvidenceSession]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Before Keras is first imported (here and in every xdist worker, which inherits the
+    # environment and runs this too): the backend, and the settings it reads when it starts.
+    backend.prepare(config.option.keras_backend, config.option.op_determinism)
     config.stash[EVIDENCE_KEY] = EvidenceSession(config)
 
 
@@ -202,7 +204,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     cache = _cache_dir(config, "--claims-cache", "training-runs")
     plan = ", ".join(f"{n} (alpha {alpha:.3g})" for n, alpha in seed_plan(config))
-    return [f"mnist-claims: profile={config.option.claims_profile} seeds={config.option.seeds}: looks at {plan} "
+    return [f"mnist-claims: backend={config.option.keras_backend} "
+            f"profile={config.option.claims_profile} seeds={config.option.seeds}: looks at {plan} "
             f"runs cache={cache} (training progress: tail -f {cache}/*.log)",
             f"mnist-claims: evidence={config.stash[EVIDENCE_KEY].directory / 'evidence.json'}"]
 
@@ -245,12 +248,11 @@ def seeds(pytestconfig: pytest.Config) -> list[int]:
 @pytest.fixture(scope="session")
 def runs(pytestconfig: pytest.Config, mnist: Any) -> Any:
     """The training-run store: `runs.get(runs.spec(...))` trains once, then loads from the cache."""
-    from fixtures.runs import RunStore, has_gpu
+    from fixtures.runs import RunStore
 
-    option = pytestconfig.option.op_determinism
-    deterministic = option == "on" or (option == "auto" and not has_gpu())
     store = RunStore(_cache_dir(pytestconfig, "--claims-cache", "training-runs"), mnist,
-                     PROFILES[pytestconfig.option.claims_profile], deterministic=deterministic)
+                     PROFILES[pytestconfig.option.claims_profile],
+                     deterministic=backend.resolve_determinism(pytestconfig.option.op_determinism))
     pytestconfig.stash[EVIDENCE_KEY].store = store
     return store
 

@@ -20,9 +20,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fixtures import stats
+from fixtures import backend, stats
 from fixtures.analysis import (
-    TF32_UNIT_ROUNDOFF,
     block_max_pool,
     class_means,
     conv_error_bound,
@@ -53,15 +52,6 @@ def _improved_spec(runs: Any, seed: int) -> Any:
 
 def _basic_spec(runs: Any, seed: int) -> Any:
     return runs.spec("basic_cnn", batch_size=64, epochs=10, seed=seed)
-
-
-def _operand_roundoff() -> float:
-    """Unit roundoff of the conv operands: TF32 where a GPU runs convolutions with it, else exact float32."""
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU") and tf.config.experimental.tensor_float_32_execution_enabled():
-        return TF32_UNIT_ROUNDOFF
-    return 0.0
 
 
 @dataclass
@@ -192,7 +182,7 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
     widened to (1 + 2^-11)^2 (1 + gamma_10) - 1 where a GPU rounds conv operands to TF32. Any
     element outside that bound on any seed or example refutes the claim (feature_maps_rule).
     """
-    operand_u = _operand_roundoff()
+    operand_u = backend.conv_operand_roundoff()
     images = mnist.X_train[probe_indices][..., 0]
     measured: dict[str, Any] = {"examples": probe_indices, "operand_unit_roundoff": operand_u, "per_seed": []}
     shapes_ok, max_errors, worst_ratios = [], [], []

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from fixtures import models, stats
+from fixtures import backend, models, stats
 from fixtures.evidence import Ruling, Verdict, stated
-from fixtures.runs import device_description, pipeline
 
 Q_RESULTS = "Q: What do you think of 1) the final accuracy and 2) the training time, compared to the MLP of last time?"
 Q_OVERFIT = "Q: When does your network start to overfit? How to recognize it?"
@@ -156,10 +155,11 @@ def interleaved_epoch_seconds(data, names: tuple[str, ...], batch_size: int = 64
     steps = min(steps, len(data.X_train) // batch_size)
     train_size = int(np.floor(len(data.X_train) * 0.9))  # the notebook's validation_split=0.1
     steps_per_epoch = int(np.ceil(train_size / batch_size))
-    batches = pipeline(data.X_train[: steps * batch_size], data.T_train[: steps * batch_size], batch_size, None)
+    batches = backend.batches(data.X_train[: steps * batch_size], data.T_train[: steps * batch_size], batch_size, None)
+    warmup = backend.batches(data.X_train[: 2 * batch_size], data.T_train[: 2 * batch_size], batch_size, None)
     compiled = {n: models.compile_for_training(models.build(n), models.OPTIMIZERS[n]) for n in names}
     for model in compiled.values():
-        model.fit(batches.take(2), shuffle=False, verbose=0)  # trace the train step outside the timings
+        model.fit(warmup, shuffle=False, verbose=0)  # trace the train step outside the timings
     seconds: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(rounds):
         for name, model in compiled.items():
@@ -181,7 +181,7 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     """
     seconds = interleaved_epoch_seconds(runs.data, ("basic_cnn", "mlp"))
     ratios = stats.summarize([c / m for c, m in zip(seconds["basic_cnn"], seconds["mlp"])])
-    device = device_description()
+    device = backend.device_description()
     if device["gpus"]:
         verdict = Verdict.INCONCLUSIVE
     else:

@@ -63,21 +63,82 @@ def test_error_bound_is_gamma_times_magnitudes():
     assert bound[0, 0, 0] == pytest.approx(gamma10 * (9 * 0.5 * 2.0 + 3.0))
 
 
-def test_error_bound_covers_float32_evaluation():
+def _round_to_tf32(values: np.ndarray) -> np.ndarray:
+    """Round float32 values to TF32's 10 explicit mantissa bits (to nearest, ties to even), as
+    Ampere+ GPUs do with conv operands; the exponent and the 32-bit storage stay float32's."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32)
+    half_ulp_or_less = np.uint32(0x0FFF) + ((bits >> np.uint32(13)) & np.uint32(1))
+    return ((bits + half_ulp_or_less) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+def _conv_in_float32(image: np.ndarray, kernels: np.ndarray, bias: np.ndarray, tf32_operands: bool = False) -> np.ndarray:
+    """'valid' conv evaluated in float32 in a fixed order (bias first, then the 9 products), one
+    rounding per operation; with `tf32_operands` image and kernels are first rounded to TF32."""
+    x, w = np.asarray(image, np.float32), np.asarray(kernels, np.float32)
+    if tf32_operands:
+        x, w = _round_to_tf32(x), _round_to_tf32(w)
+    h, wd = x.shape[0] - 2, x.shape[1] - 2
+    out = np.zeros((h, wd, w.shape[-1]), dtype=np.float32)
+    for k in range(w.shape[-1]):
+        acc = np.full((h, wd), bias[k], dtype=np.float32)
+        for i in range(3):
+            for j in range(3):
+                acc = acc + x[i:i + h, j:j + wd] * w[i, j, 0, k]
+        out[:, :, k] = acc
+    return out
+
+
+def _worst_error_over_bound(image, kernels, bias, tf32_operands=False, operand_unit_roundoff=0.0) -> float:
+    """max |float32 result - exact| / bound over all outputs: <= 1 where the bound holds."""
+    error = np.abs(_conv_in_float32(image, kernels, bias, tf32_operands) - conv_valid(image, kernels, bias))
+    return float(np.max(error / conv_error_bound(image, kernels, bias, operand_unit_roundoff=operand_unit_roundoff)))
+
+
+def test_tf32_rounding_keeps_ten_mantissa_bits_to_nearest():
+    ulp = 2.0**-10  # TF32's spacing in [1, 2)
+    values = np.array([1 + 0.49 * ulp, 1 + 0.51 * ulp, 1 + 0.5 * ulp, 1 + 1.5 * ulp, -3.0], dtype=np.float32)
+    np.testing.assert_array_equal(_round_to_tf32(values), [1.0, 1 + ulp, 1.0, 1 + 2 * ulp, -3.0])
+
+
+def test_error_bound_covers_float32_evaluation_of_random_inputs():
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (12, 12)).astype(np.float32)
     kernels = rng.normal(0, 0.3, (3, 3, 1, 4)).astype(np.float32)
     bias = rng.normal(0, 0.1, 4).astype(np.float32)
-    exact = conv_valid(image, kernels, bias)
-    # Evaluate in float32, one rounding per operation, in a fixed order.
-    computed = np.zeros(exact.shape, dtype=np.float32)
-    for k in range(4):
-        acc = np.full((10, 10), bias[k], dtype=np.float32)
-        for i in range(3):
-            for j in range(3):
-                acc = acc + image[i:i + 10, j:j + 10] * kernels[i, j, 0, k]
-        computed[:, :, k] = acc
-    assert np.all(np.abs(computed - exact) <= conv_error_bound(image, kernels, bias))
+    assert _worst_error_over_bound(image, kernels, bias) <= 1.0
+
+
+def test_error_bound_is_nearly_attained_so_a_tighter_one_fails():
+    """Worst case for the bias-first order: every product is just under half a float32 ulp of the
+    running sum 1, so each addition loses it (relative error ~u, 9 times, one sign). The bound
+    must hold, and be at least half used here: a bound 2x (let alone 5x) too tight fails."""
+    image = np.ones((3, 3), dtype=np.float32)
+    kernels = np.full((3, 3, 1, 1), 0.99 * 2.0**-24, dtype=np.float32)
+    ratio = _worst_error_over_bound(image, kernels, np.array([1.0], dtype=np.float32))
+    assert 0.5 < ratio <= 1.0, ratio
+
+
+def test_tf32_operands_need_the_widened_bound():
+    """Simulated TF32 conv on CPU: random operands break the plain float32 bound (too tight for a
+    GPU that rounds operands) and stay within the TF32-widened one."""
+    rng = np.random.default_rng(1)
+    image = rng.uniform(-1, 1, (28, 28)).astype(np.float32)
+    kernels = rng.normal(0, 0.3, (3, 3, 1, 8)).astype(np.float32)
+    bias = rng.normal(0, 0.1, 8).astype(np.float32)
+    assert _worst_error_over_bound(image, kernels, bias, tf32_operands=True) > 1.0
+    assert _worst_error_over_bound(image, kernels, bias, tf32_operands=True,
+                                   operand_unit_roundoff=TF32_UNIT_ROUNDOFF) <= 1.0
+
+
+def test_tf32_widened_bound_is_nearly_attained():
+    """Worst case for operand rounding: every image and kernel entry is just under half a TF32 ulp
+    above 1, so both operands of every product round down (relative error ~2 * 2^-11, one sign).
+    The widened bound holds and is at least half used: a bound 2x too tight fails."""
+    operand = np.float32(1 + 0.99 * 2.0**-11)
+    image, kernels = np.full((3, 3), operand), np.full((3, 3, 1, 1), operand)
+    ratio = _worst_error_over_bound(image, kernels, np.zeros(1, np.float32), tf32_operands=True,
+                                    operand_unit_roundoff=TF32_UNIT_ROUNDOFF)
+    assert 0.5 < ratio <= 1.0, ratio
 
 
 def test_error_bound_grows_with_narrower_operands():

@@ -49,4 +49,5 @@ if __name__ == "__main__":
     root, epochs, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     store = tiny_store(root)
     run = store.get(store.spec("tiny", batch_size=32, epochs=epochs, seed=seed))
-    print(json.dumps({"key": run.spec.key, "source": run.source, "history": run.history}))
+    print(json.dumps({"key": run.spec.key, "source": run.source, "history": run.history,
+                      "keras_backend": run.spec.versions["keras_backend"], "environment": run.environment}))
