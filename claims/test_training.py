@@ -152,26 +152,29 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     verdict, last = cnn_vs_mlp_time_rule(ratios, looks[-1].alpha, device["gpus"])
     wall_ratios = [r["basic_cnn"].wall_s / r["mlp"].wall_s for r in rounds]
     wall = timing.ratio_look(wall_ratios, MUCH_SLOWER, last.alpha)
-    per_epoch = {measure: {name: [getattr(r[name], f"{measure}_s") * NOTEBOOK_STEPS_PER_EPOCH for r in rounds]
-                           for name in ("basic_cnn", "mlp")} for measure in ("cpu", "wall")}
+    per_epoch = {measure: {name: [getattr(r[name], measure) * NOTEBOOK_STEPS_PER_EPOCH for r in rounds]
+                           for name in ("basic_cnn", "mlp")} for measure in ("cpu_s", "wall_s")}
     cnn, fc = basic(runs, seeds), mlp(runs, seeds)
-    wall_text = (f"wall-time ratio {wall.ratio:.2f} [{wall.ci_low:.2f}, {wall.ci_high:.2f}]" if np.isfinite(wall.ratio)
+    wall_text = (f"wall-time ratio {wall.mean:.2f} [{wall.ci_low:.2f}, {wall.ci_high:.2f}]" if np.isfinite(wall.mean)
                  else f"wall-time ratios {min(wall_ratios):.2f} to {max(wall_ratios):.2f}, unusable under this load")
-    ratio_text = f"CPU-time ratio {last.ratio:.2f} [{last.ci_low:.2f}, {last.ci_high:.2f}] after {last.n} rounds"
+    ratio_text = f"CPU-time ratio {last.mean:.2f} [{last.ci_low:.2f}, {last.ci_high:.2f}] after {last.n} rounds"
     claim.check(
         verdict,
-        rule=f"CPU only; per round, CPU seconds per training step (fit over 200 minus 100 batches) CNN/MLP; "
-             f"looks after {list(timing.LOOKS)} rounds ({timing.TIME_CAP_S:g} s cap): the {1 - last.alpha:.4f} t-CI (Bonferroni over "
-             f"the looks) of the geometric-mean ratio above {MUCH_SLOWER:g} holds, below refutes; else next look",
-        summary=f"{ratio_text} (CNN {np.median(per_epoch['cpu']['basic_cnn']):.2f} vs MLP "
-                f"{np.median(per_epoch['cpu']['mlp']):.2f} CPU s/epoch); {wall_text} (not decisive); on "
+        rule=f"CPU only; per round, CPU seconds per training step (fit over 200 minus 100 batches) CNN/MLP; looks "
+             f"after {list(timing.LOOKS)} rounds ({timing.TIME_CAP_S:g} s cap): the {1 - last.alpha:.4f} t-CI "
+             f"(Bonferroni over the looks) of the geometric-mean ratio above {MUCH_SLOWER:g} holds, below refutes; "
+             f"else next look",
+        summary=f"{ratio_text} (CNN {np.median(per_epoch['cpu_s']['basic_cnn']):.2f} vs MLP "
+                f"{np.median(per_epoch['cpu_s']['mlp']):.2f} CPU s/epoch); {wall_text} (not decisive); on "
                 f"{device['cpu']}; the training runs' median epochs (wall, incl. validation): CNN "
                 f"{np.mean([r.s_per_epoch for r in cnn]):.2f} s vs MLP {np.mean([r.s_per_epoch for r in fc]):.2f} s"
                 + (" (GPU present: the claim is about CPUs)" if device["gpus"] else ""),
-        measured={"s_per_epoch": per_epoch, "cpu_ratio": ratios, "wall_ratio": wall_ratios,
+        measured={"s_per_epoch": per_epoch["cpu_s"], "wall_s_per_epoch": per_epoch["wall_s"],
+                  "cpu_ratio": ratios, "wall_ratio": wall_ratios,
                   "run_s_per_epoch": {"basic_cnn": [r.s_per_epoch for r in cnn], "mlp": [r.s_per_epoch for r in fc]},
                   "threshold": MUCH_SLOWER, "device": device},
-        statistics={"cpu_ratio": last, "wall_ratio": wall},
+        statistics={"cpu_ratio": {**last.to_dict(), "values": ratios},
+                    "wall_ratio": {**wall.to_dict(), "values": wall_ratios}},
         headline={"name": "CNN/MLP CPU time per training step", "values": ratios, "higher_is_better": None,
                   "text": ratio_text},
         looks=looks,

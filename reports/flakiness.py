@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the reruns, print one line per rerun and every flaky claim; the exit status says which."""
     parser = argparse.ArgumentParser(prog="python -m reports.flakiness", description=__doc__.split("\n\n")[0])
     parser.add_argument("--reruns", type=int, default=3, help="pytest sessions to compare (default 3)")
-    parser.add_argument("--keep", type=Path, help="keep each rerun's evidence in DIR/rerun-I (default: a temporary dir)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each rerun's evidence in DIR/rerun-I (default: a temporary dir)")
     parser.add_argument("pytest_args", nargs="*", default=["claims"],
                         help="after --: the pytest arguments of each rerun (default: claims)")
     options = parser.parse_args(argv)

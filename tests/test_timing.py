@@ -26,8 +26,8 @@ LAST_LOOK_ALPHA = 0.05 / len(timing.LOOKS)
 def test_rule_reaches_every_verdict(ratios, gpus, verdict):
     decided, look = cnn_vs_mlp_time_rule(ratios, LAST_LOOK_ALPHA, gpus)
     assert decided.value == verdict
-    assert look.ci_low < look.ratio < look.ci_high
-    assert math.isclose(look.ratio, math.exp(np.mean(np.log(ratios))))
+    assert look.ci_low < look.mean < look.ci_high
+    assert math.isclose(look.mean, math.exp(np.mean(np.log(ratios))))
     if verdict == "holds":
         assert look.ci_low > MUCH_SLOWER
     if verdict == "refuted":
@@ -38,7 +38,7 @@ def test_rule_reaches_every_verdict(ratios, gpus, verdict):
                          ids=["one-round", "negative", "nan", "inf", "no-spread"])
 def test_failed_or_degenerate_measurements_decide_nothing(ratios):
     look = timing.ratio_look(ratios, MUCH_SLOWER, LAST_LOOK_ALPHA)
-    assert look.verdict == "inconclusive" and math.isnan(look.ratio)
+    assert look.verdict == "inconclusive" and math.isnan(look.mean)
 
 
 def test_clear_ratio_is_decided_at_the_first_look():
