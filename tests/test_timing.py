@@ -110,15 +110,15 @@ def test_step_cost_removes_fits_fixed_cost():
 
 
 def test_step_cost_in_cpu_time_ignores_waiting():
-    model = BusyModel(fixed_s=0.01, per_step_s=0.005, spend=time.sleep)  # a process made to wait, e.g. preempted
+    model = BusyModel(fixed_s=0.01, per_step_s=0.02, spend=time.sleep)  # a process made to wait, e.g. preempted
     cost = timing.step_cost(model, short=[0] * 20, long=[0] * 40, steps=20)
-    assert cost.cpu_s < 0.0005 < 0.003 < cost.wall_s
+    assert cost.cpu_s < 0.002 < 0.01 < cost.wall_s  # sleeps may overrun by tens of ms on a loaded machine
 
 
 def test_sampler_times_each_model_in_turn():
     data = tiny_data()
     sample = timing.step_cost_sampler(data.X_train, data.T_train, ("tiny",), batch_size=8)
     costs = sample()
-    assert list(costs) == ["tiny"] and costs["tiny"].cpu_s > 0
+    assert list(costs) == ["tiny"] and math.isfinite(costs["tiny"].cpu_s) and math.isfinite(costs["tiny"].wall_s)
     with pytest.raises(ValueError, match="too few"):
         timing.step_cost_sampler(data.X_train[:100], data.T_train[:100], ("tiny",), batch_size=64)
