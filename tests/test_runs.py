@@ -35,7 +35,7 @@ def end_and_fail(process: subprocess.Popen, why: str) -> None:
     pytest.fail(f"{why}; its stderr ends:\n{err[-2000:]}")
 
 
-def result_of(process: subprocess.Popen, timeout: float = 120) -> dict:
+def result_of(process: subprocess.Popen, timeout: float = 300) -> dict:
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
