@@ -136,7 +136,7 @@ def test_get_all_keeps_order_trains_duplicates_once_and_waits_for_locked_runs_la
 
 def test_killed_training_leaves_nothing_valid(tmp_path):
     doomed = start_tiny(tmp_path, epochs=500)
-    wait_for_log(doomed, tmp_path, "epoch 1/", timeout=60)
+    wait_for_log(doomed, tmp_path, "epoch 1/", timeout=300)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     entries = [p for p in tmp_path.iterdir() if p.is_dir()]
