@@ -135,7 +135,7 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     fit()'s fixed per-call cost drops out, in the process's CPU time (decisive: xdist neighbours
     on the same cores barely change it) and in wall time (recorded: neighbours stretch it). "Much
     slower" is read as more than 2x (a convention: the notebook gives no number for it). Rule,
-    sequential: after 5, 10 and 20 rounds (no new look after 150 s of wall time), the
+    sequential: after 5, 10 and 20 rounds (no new look after 120 s of CPU time), the
     1 - 0.05/3 t-CI (Bonferroni over the 3 looks) of the geometric-mean CPU ratio: holds if above
     2, refuted if below, else the next look; inconclusive after the last. On a GPU inconclusive:
     the claim is about CPUs.
@@ -161,7 +161,7 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     claim.check(
         verdict,
         rule=f"CPU only; per round, CPU seconds per training step (fit over 200 minus 100 batches) CNN/MLP; looks "
-             f"after {list(timing.LOOKS)} rounds ({timing.TIME_CAP_S:g} s cap): the {1 - last.alpha:.4f} t-CI "
+             f"after {list(timing.LOOKS)} rounds ({timing.TIME_CAP_S:g} CPU-s cap): the {1 - last.alpha:.4f} t-CI "
              f"(Bonferroni over the looks) of the geometric-mean ratio above {MUCH_SLOWER:g} holds, below refutes; "
              f"else next look",
         summary=f"{ratio_text} (CNN {np.median(per_epoch['cpu_s']['basic_cnn']):.2f} vs MLP "
