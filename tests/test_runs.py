@@ -8,10 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from fixtures.runs import MODEL_FILE, RECORD, RunSpec
 from tests.tiny import tiny_store
@@ -26,10 +28,31 @@ def start_tiny(root: Path, epochs: int = 2, seed: int = 0) -> subprocess.Popen:
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
-def result_of(process: subprocess.Popen) -> dict:
-    out, err = process.communicate(timeout=120)
+def end_and_fail(process: subprocess.Popen, why: str) -> None:
+    """Kill `process` (if still running) and fail with its stderr, never blocking on its pipes."""
+    process.kill()
+    _, err = process.communicate(timeout=30)
+    pytest.fail(f"{why}; its stderr ends:\n{err[-2000:]}")
+
+
+def result_of(process: subprocess.Popen, timeout: float = 300) -> dict:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        end_and_fail(process, f"no result within {timeout}s")
     assert process.returncode == 0, err[-2000:]
     return json.loads(out.strip().splitlines()[-1])
+
+
+def wait_for_log(process: subprocess.Popen, root: Path, text: str, timeout: float) -> None:
+    """Wait until a run log under `root` contains `text`; fail (killing `process`) if it dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not any(text in p.read_text() for p in root.glob("*.log")):
+        if process.poll() is not None:
+            end_and_fail(process, f"the process exited ({process.returncode}) before its log said {text!r}")
+        if time.monotonic() > deadline:
+            end_and_fail(process, f"its log did not say {text!r} within {timeout}s")
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -72,21 +95,48 @@ def test_training_does_not_change_later_keys(store):
     assert store.spec("tiny", batch_size=32, epochs=2, seed=0).key == before
 
 
-def test_concurrent_requests_train_once(tmp_path):
-    processes = [start_tiny(tmp_path, epochs=3) for _ in range(2)]
+def test_concurrent_requests_train_once_the_second_waiting_on_the_lock(tmp_path):
+    processes = [start_tiny(tmp_path, epochs=10) for _ in range(2)]
     results = [result_of(p) for p in processes]
     assert sorted(r["source"] for r in results) == ["cached", "trained"]
     assert results[0]["history"] == results[1]["history"]
-    log = next(tmp_path.glob("*.log")).read_text()
-    assert log.count("training ") == 1, log
+    log = next(tmp_path.glob("*.log"))
+    assert log.read_text().count("training ") == 1, log.read_text()
+    # Overlap, not one after the other: the loader asked before the trainer wrote its last log
+    # line ("done", under the lock) and got the run only after it.
+    loader = next(r for r in results if r["source"] == "cached")
+    done = log.stat().st_mtime
+    assert loader["requested"] < done <= loader["obtained"], (loader["requested"], done, loader["obtained"])
+
+
+def test_get_all_keeps_order_trains_duplicates_once_and_waits_for_locked_runs_last(store, tmp_path):
+    first, second, third = (store.spec("tiny", batch_size=32, epochs=1, seed=s) for s in range(3))
+    held, released = threading.Event(), {}
+
+    def hold_first_until_the_others_exist() -> None:
+        """Another process's training of `first`: hold its lock until get_all trained the rest."""
+        with FileLock(tmp_path / f"{first.key}.lock"):
+            held.set()
+            deadline = time.monotonic() + 120
+            while not all((tmp_path / s.key).is_dir() for s in (second, third)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            released.update(at=time.time(), others_done=all((tmp_path / s.key).is_dir() for s in (second, third)))
+
+    holder = threading.Thread(target=hold_first_until_the_others_exist)
+    holder.start()
+    held.wait()
+    runs = store.get_all([first, second, first, third])
+    holder.join()
+    assert released["others_done"], "get_all waited on the locked run before training the free ones"
+    assert [r.spec for r in runs] == [first, second, first, third] and runs[0] is runs[2]
+    assert {r.source for r in runs} == {"trained"}
+    assert store.log_path(first).read_text().count("training ") == 1
+    assert (tmp_path / first.key).stat().st_mtime > released["at"], "the locked run was trained after its release"
 
 
 def test_killed_training_leaves_nothing_valid(tmp_path):
     doomed = start_tiny(tmp_path, epochs=500)
-    deadline = time.monotonic() + 60
-    while not any("epoch 1/" in p.read_text() for p in tmp_path.glob("*.log")):
-        assert time.monotonic() < deadline and doomed.poll() is None, doomed.stderr.read()
-        time.sleep(0.1)
+    wait_for_log(doomed, tmp_path, "epoch 1/", timeout=300)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     entries = [p for p in tmp_path.iterdir() if p.is_dir()]
@@ -95,6 +145,15 @@ def test_killed_training_leaves_nothing_valid(tmp_path):
     run = store.get(store.spec("tiny", batch_size=32, epochs=500, seed=0))
     assert run.source == "trained"
     assert not list(tmp_path.glob(".tmp-*")), "the leftover of the killed process was not cleaned"
+
+
+def test_waiting_on_a_silent_process_ends_at_its_deadline(tmp_path):
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match="did not say"):
+        wait_for_log(silent, tmp_path, "epoch 1/", timeout=1)
+    assert time.monotonic() - start < 30 and silent.poll() is not None
 
 
 @pytest.mark.parametrize("victim", [MODEL_FILE, RECORD])

@@ -1,13 +1,15 @@
 """A tiny model and synthetic MNIST-shaped data, so the store's tests train in a second.
 
 Run as `python -m tests.tiny ROOT EPOCHS SEED` it asks a store at ROOT for one run and prints
-the outcome as JSON: that is how the tests start competing or doomed processes.
+the outcome as JSON, with the moments it asked and got it: that is how the tests start competing
+or doomed processes.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -48,6 +50,9 @@ def tiny_store(root: Path) -> RunStore:
 if __name__ == "__main__":
     root, epochs, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     store = tiny_store(root)
-    run = store.get(store.spec("tiny", batch_size=32, epochs=epochs, seed=seed))
+    spec = store.spec("tiny", batch_size=32, epochs=epochs, seed=seed)
+    requested = time.time()
+    run = store.get(spec)
     print(json.dumps({"key": run.spec.key, "source": run.source, "history": run.history,
-                      "keras_backend": run.spec.versions["keras_backend"], "environment": run.environment}))
+                      "keras_backend": run.spec.versions["keras_backend"], "environment": run.environment,
+                      "requested": requested, "obtained": time.time()}))

@@ -1,0 +1,124 @@
+"""The timing claim: its rule's three outcomes, the sequential test's error, and what a step costs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+import pytest
+
+from claims.test_training import MUCH_SLOWER, cnn_vs_mlp_time_rule
+from fixtures import timing
+from tests.tiny import tiny_data
+
+LAST_LOOK_ALPHA = 0.05 / len(timing.LOOKS)
+
+
+@pytest.mark.rule_of("cnn-vs-mlp-time")
+@pytest.mark.parametrize("ratios, gpus, verdict", [
+    ([3.0, 3.2, 2.9, 3.1, 3.05], [], "holds"),
+    ([1.3, 1.25, 1.4, 1.35, 1.3], [], "refuted"),
+    ([1.6, 2.6, 2.0, 2.3, 1.8], [], "inconclusive"),
+    ([3.0, 3.2, 2.9, 3.1, 3.05], ["NVIDIA H200"], "inconclusive"),
+], ids=["clearly-slower", "less-than-twice", "straddles-2", "on-a-gpu"])
+def test_rule_reaches_every_verdict(ratios, gpus, verdict):
+    decided, look = cnn_vs_mlp_time_rule(ratios, LAST_LOOK_ALPHA, gpus)
+    assert decided.value == verdict
+    assert look.ci_low < look.mean < look.ci_high
+    assert math.isclose(look.mean, math.exp(np.mean(np.log(ratios))))
+    if verdict == "holds":
+        assert look.ci_low > MUCH_SLOWER
+    if verdict == "refuted":
+        assert look.ci_high < MUCH_SLOWER
+
+
+@pytest.mark.parametrize("ratios", [[3.0], [3.0, -1.0], [3.0, math.nan], [3.0, math.inf], [3.0, 3.0, 3.0]],
+                         ids=["one-round", "negative", "nan", "inf", "no-spread"])
+def test_failed_or_degenerate_measurements_decide_nothing(ratios):
+    look = timing.ratio_look(ratios, MUCH_SLOWER, LAST_LOOK_ALPHA)
+    assert look.verdict == "inconclusive" and math.isnan(look.mean)
+
+
+def test_clear_ratio_is_decided_at_the_first_look():
+    draws = itertools.cycle([3.0, 3.3, 2.8, 3.1, 2.9])
+    ratios, looks = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
+    assert len(ratios) == timing.LOOKS[0]
+    assert [look.verdict for look in looks] == ["holds"]
+
+
+def test_ratio_near_the_threshold_samples_every_look_then_is_inconclusive():
+    draws = itertools.cycle([1.6, 2.5, 2.0, 1.8, 2.3])
+    ratios, looks = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
+    assert [look.n for look in looks] == list(timing.LOOKS) and len(ratios) == timing.LOOKS[-1]
+    assert {look.verdict for look in looks} == {"inconclusive"}
+    assert {look.alpha for look in looks} == {LAST_LOOK_ALPHA}
+
+
+def test_time_cap_stops_before_the_next_look():
+    clock = itertools.count(0.0, timing.TIME_CAP_S + 1)  # every reading is past the cap
+    draws = itertools.cycle([1.6, 2.5, 2.0])
+    ratios, looks = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER, clock=lambda: next(clock))
+    assert len(looks) == 1 and len(ratios) == timing.LOOKS[0] and looks[0].verdict == "inconclusive"
+
+
+def decided_share(true_ratio: float, log_sd: float, alpha: float, trials: int = 2000) -> float:
+    """How often the sequential test decides (holds or refuted) on lognormal ratios around `true_ratio`."""
+    rng = np.random.default_rng(1)
+    decided = 0
+    for _ in range(trials):
+        _, looks = timing.sequential_ratio_test(lambda: true_ratio * math.exp(rng.normal(0, log_sd)),
+                                                MUCH_SLOWER, alpha=alpha)
+        decided += looks[-1].verdict != "inconclusive"
+    return decided / trials
+
+
+def test_sequential_looks_keep_the_error_at_alpha_and_uncorrected_looks_would_not():
+    trials = 2000
+    bound = 0.05 + 3 * math.sqrt(0.05 * 0.95 / trials)  # alpha plus 3 Monte Carlo standard errors
+    assert decided_share(MUCH_SLOWER, 0.2, alpha=0.05, trials=trials) <= bound
+    # The same looks each at 0.05 (no Bonferroni split) decide wrongly far more often.
+    assert decided_share(MUCH_SLOWER, 0.2, alpha=0.05 * len(timing.LOOKS), trials=trials) > bound
+
+
+def test_ratio_like_the_measured_one_is_decided():
+    # Probed on the 2-core machine under load: CPU ratio ~3.0, sd of the log ratio ~0.17 per round.
+    assert decided_share(3.0, 0.2, alpha=0.05, trials=500) >= 0.99
+
+
+class BusyModel:
+    """Stands in for a Keras model: fit() costs a fixed amount plus an amount per batch."""
+
+    def __init__(self, fixed_s: float, per_step_s: float, spend) -> None:
+        self.fixed_s, self.per_step_s, self.spend = fixed_s, per_step_s, spend
+
+    def fit(self, batches, **kwargs) -> None:
+        self.spend(self.fixed_s + len(batches) * self.per_step_s)
+
+
+def burn_cpu(seconds: float) -> None:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+
+
+def test_step_cost_removes_fits_fixed_cost():
+    model = BusyModel(fixed_s=0.05, per_step_s=0.002, spend=burn_cpu)
+    cost = timing.step_cost(model, short=[0] * 20, long=[0] * 40, steps=20)
+    assert cost.cpu_s == pytest.approx(0.002, abs=0.0005)  # fit over 40 alone would say 0.00325
+
+
+def test_step_cost_in_cpu_time_ignores_waiting():
+    model = BusyModel(fixed_s=0.01, per_step_s=0.02, spend=time.sleep)  # a process made to wait, e.g. preempted
+    cost = timing.step_cost(model, short=[0] * 20, long=[0] * 40, steps=20)
+    assert cost.cpu_s < 0.002 < 0.01 < cost.wall_s  # sleeps may overrun by tens of ms on a loaded machine
+
+
+def test_sampler_times_each_model_in_turn():
+    data = tiny_data()
+    sample = timing.step_cost_sampler(data.X_train, data.T_train, ("tiny",), batch_size=8)
+    costs = sample()
+    assert list(costs) == ["tiny"] and math.isfinite(costs["tiny"].cpu_s) and math.isfinite(costs["tiny"].wall_s)
+    with pytest.raises(ValueError, match="too few"):
+        timing.step_cost_sampler(data.X_train[:100], data.T_train[:100], ("tiny",), batch_size=64)
