@@ -6,9 +6,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from reports.evidence import Evidence
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def claims_project(pytester: pytest.Pytester, **modules: str) -> pytest.Pytester:
+    """A throwaway pytest project with this repo's conftest and the given planted claim modules."""
+    pytester.makeconftest((REPO / "conftest.py").read_text())
+    pytester.makepyfile(**modules)
+    pytester.makeini(f"[pytest]\npythonpath = {REPO}\nmarkers = claim(id): a claim\n")
+    return pytester
 
 SEEDS = [0, 1, 2]
 ARCH_IDS = ["arch-basic-param-counts", "arch-same-padding", "arch-conv-params-per-filter", "arch-dense-bottleneck",

@@ -16,9 +16,8 @@ from fixtures.evidence import write_evidence
 from reports import evidence as report_evidence
 from reports.__main__ import main
 from reports.evidence import EvidenceError, load
-from tests.planted import make_evidence
+from tests.planted import claims_project, make_evidence
 
-REPO = Path(__file__).resolve().parent.parent
 LATER = "2026-11-30T02:00:00+00:00"
 
 
@@ -188,10 +187,7 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("MNIST_CLAIMS_EVIDENCE", raising=False)
     monkeypatch.delenv("MNIST_CLAIMS_CACHE", raising=False)
-    pytester.makeconftest((REPO / "conftest.py").read_text())
-    pytester.makepyfile(test_claims=CLAIMS)
-    pytester.makeini(f"[pytest]\npythonpath = {REPO}\nmarkers = claim(id): a claim\n")
-    return pytester
+    return claims_project(pytester, test_claims=CLAIMS)
 
 
 def recorded(directory: Path) -> dict[str, dict]:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 import numpy as np
+import pytest
 
 from fixtures.evidence import Ruling, Verdict, merge_runs, sequential
 from fixtures.stats import ALPHA, one_sided, sequential_plan
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.planted import claims_project
 
 CLAIMS = '''
 import numpy as np
@@ -46,10 +43,7 @@ def test_known(claim):
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     """A throwaway project with this repo's conftest and four claims, one per outcome."""
-    pytester.makeconftest((REPO / "conftest.py").read_text())
-    pytester.makepyfile(test_claims=CLAIMS)
-    pytester.makeini(f"[pytest]\npythonpath = {REPO}\nmarkers = claim(id): a claim\n")
-    return pytester
+    return claims_project(pytester, test_claims=CLAIMS)
 
 
 def evidence(pytester: pytest.Pytester) -> dict:
@@ -144,9 +138,7 @@ def test_never_decided(claim):
 
 
 def test_seeds_auto_looks_at_3_5_8_and_stops_when_decided(pytester: pytest.Pytester):
-    pytester.makeconftest((REPO / "conftest.py").read_text())
-    pytester.makepyfile(test_auto=AUTO_CLAIMS)
-    pytester.makeini(f"[pytest]\npythonpath = {REPO}\nmarkers = claim(id): a claim\n")
+    claims_project(pytester, test_auto=AUTO_CLAIMS)
     result = pytester.runpytest_subprocess("--seeds", "auto", "--max-seeds", "8")
     result.assert_outcomes(passed=1, skipped=1)
     claims = {c["id"]: c for c in evidence(pytester)["claims"]}

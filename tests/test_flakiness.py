@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from reports import flakiness
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.planted import claims_project
 
 STEADY = '''
 import pytest
@@ -41,10 +38,7 @@ def test_flips(claim):
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A throwaway project with this repo's conftest and two claims whose verdicts never change."""
-    pytester.makeconftest((REPO / "conftest.py").read_text())
-    pytester.makepyfile(test_steady=STEADY)
-    pytester.makeini(f"[pytest]\npythonpath = {REPO}\nmarkers = claim(id): a claim\n")
-    return pytester
+    return claims_project(pytester, test_steady=STEADY)
 
 
 def test_stable_claims_pass(project, capsys):
