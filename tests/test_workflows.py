@@ -49,8 +49,8 @@ def test_the_workflows_pass_actionlint() -> None:
 
 PLANTED = [
     # (what, text in nightly.yml, its replacement, actionlint's kind of error)
-    ("unclosed expression", "claims-${{ matrix.env }}-${{ github.run_id }}",
-     "claims-${{ matrix.env }-${{ github.run_id }}", "expression"),
+    ("unclosed expression", "claims-${{ matrix.env }}-${{ github.run_id }}-",
+     "claims-${{ matrix.env }-${{ github.run_id }}-", "expression"),
     ("unknown key", "    timeout-minutes: 180\n", "    timeout-minute: 180\n", "syntax-check"),
     ("output of a job not needed", "${{ needs.environments.outputs.newest }}", "${{ needs.claims.outputs.newest }}",
      "expression"),
