@@ -5,8 +5,9 @@ Every claim looks at the notebook's improved CNN (two conv blocks, 20 epochs, ba
 once per seed by the run store, or at a student's model that replaced it (`--model
 improved_cnn=SOURCE`); nothing here trains. Layers are found by type (models.find_layers: the
 first Conv2D, the first MaxPooling2D after it, the next Conv2D), so a student's layout works where
-the question applies, and a claim whose question needs what the model lacks skips, naming it. The four probe images (31727 and four random
-training examples) go through one sub-model per seed, shared by the feature-map claims.
+the question applies, and a claim whose question needs what the model lacks skips, naming it.
+The four probe images (31727 and four random training examples) go through one sub-model per
+seed, shared by the feature-map claims.
 Each claim's rule is a pure function next to it; the exact identities (shapes, the conv and
 pooling arithmetic) hold or are refuted, the statistical claims decide on their per-seed measure
 with a one-sided test over seeds through `claim.decide`.
