@@ -4,7 +4,6 @@ model with run keys of their own, and `--model` reaches all of it from the comma
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import keras
