@@ -34,8 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--claims-profile", choices=["notebook", "smoke"], default="notebook",
                     help="notebook: the notebook's exact settings (default); smoke: tiny subset, not evidence")
     group.addoption("--seeds", type=_seed_option, default=3,
-                    help="seeds per claim, 0..N-1, at least 2 (default 3); 'auto': sequential looks at 3, 5, 8, ... "
-                         "seeds up to --max-seeds, each claim stopping once it decides")
+                    help="seeds per claim, 0..N-1 (default 3; 1: one cheap run per model, every statistical claim "
+                         "inconclusive); 'auto': sequential looks at 3, 5, 8, ... seeds up to --max-seeds, each claim "
+                         "stopping once it decides")
     group.addoption("--max-seeds", type=int, default=8, help="largest seed count of --seeds auto (default 8)")
     group.addoption("--strict-claims", action="store_true", help="fail inconclusive claims instead of skipping")
     group.addoption("--claims-cache", default=os.environ.get("MNIST_CLAIMS_CACHE"),
@@ -51,18 +52,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Keras backend to train and evaluate on (env KERAS_BACKEND); default: tensorflow")
     group.addoption("--op-determinism", choices=["auto", "on", "off"], default="auto",
                     help="deterministic ops of the backend; auto: on, except TensorFlow on a GPU (default)")
+    group.addoption("--model", action="append", default=[], metavar="NAME=SOURCE",
+                    help="replace the notebook's model NAME (improved_cnn, basic_cnn, mlp) by a student's: "
+                         "SOURCE is path/to/file.py:function or path/to/model.keras (repeatable)")
 
 
 def _seed_option(text: str) -> int | str:
-    """--seeds: 'auto', or a whole number of at least 2 (one seed has no spread, so no claim could decide)."""
+    """--seeds: 'auto', or a whole number of at least 1 (one seed has no spread: statistical claims stay inconclusive)."""
     if text == "auto":
         return text
     try:
         n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds must be a whole number, got {text!r}") from None
-    if n < 2:
-        raise argparse.ArgumentTypeError(f"--seeds must be at least 2 (one seed has no spread to test), got {n}")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--seeds must be at least 1, got {n}")
     return n
 
 
@@ -154,6 +158,26 @@ def pytest_configure(config: pytest.Config) -> None:
     # environment and runs this too): the backend, and the settings it reads when it starts.
     backend.prepare(config.option.keras_backend, config.option.op_determinism)
     config.stash[EVIDENCE_KEY] = EvidenceSession(config)
+    register_submissions(config.option.model)
+
+
+def register_submissions(options: list[str]) -> None:
+    """`--model NAME=SOURCE`: load and check each student's model and let it replace the notebook's NAME
+    in this process (xdist workers run this too); a bad one is a one-line usage error."""
+    if not options:
+        return
+    from fixtures import models, submissions
+
+    for option in options:
+        name, sep, source = option.partition("=")
+        if not sep or name not in models.MODELS:
+            raise pytest.UsageError(f"--model {option}: expected NAME=SOURCE with NAME one of "
+                                    f"{', '.join(sorted(models.MODELS))}")
+        try:
+            submission = submissions.load(source)
+        except submissions.SubmissionError as e:
+            raise pytest.UsageError(f"--model {name}: {e}") from None
+        models.replace_model(name, submission.builder, submission.optimizer, source, submission.digest)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -204,7 +228,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     cache = _cache_dir(config, "--claims-cache", "training-runs")
     plan = ", ".join(f"{n} (alpha {alpha:.3g})" for n, alpha in seed_plan(config))
-    return [f"mnist-claims: backend={config.option.keras_backend} "
+    replaced = [f"mnist-claims: --model {option}" for option in config.option.model]
+    return [*replaced, f"mnist-claims: backend={config.option.keras_backend} "
             f"profile={config.option.claims_profile} seeds={config.option.seeds}: looks at {plan} "
             f"runs cache={cache} (training progress: tail -f {cache}/*.log)",
             f"mnist-claims: evidence={config.stash[EVIDENCE_KEY].directory / 'evidence.json'}"]

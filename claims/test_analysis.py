@@ -2,8 +2,12 @@
 the ambiguous example 31727 and how often such ambiguities happen.
 
 Every claim looks at the notebook's improved CNN (two conv blocks, 20 epochs, batch 64) trained
-once per seed by the run store; nothing here trains. The four probe images (31727 and four random
-training examples) go through one sub-model per seed, shared by the feature-map claims.
+once per seed by the run store, or at a student's model that replaced it (`--model
+improved_cnn=SOURCE`); nothing here trains. Layers are found by type (models.find_layers: the
+first Conv2D, the first MaxPooling2D after it, the next Conv2D), so a student's layout works where
+the question applies, and a claim whose question needs what the model lacks skips, naming it.
+The four probe images (31727 and four random training examples) go through one sub-model per
+seed, shared by the feature-map claims.
 Each claim's rule is a pure function next to it; the exact identities (shapes, the conv and
 pooling arithmetic) hold or are refuted, the statistical claims decide on their per-seed measure
 with a one-sided test over seeds through `claim.decide`.
@@ -20,7 +24,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fixtures import backend, stats
+from fixtures import backend, models, stats
 from fixtures.analysis import (
     block_max_pool,
     class_means,
@@ -56,13 +60,28 @@ def _basic_spec(runs: Any, seed: int) -> Any:
 
 @dataclass
 class Probe:
-    """One seed's improved CNN and what it computes on the probe images."""
+    """One seed's improved CNN and what it computes on the probe images (None: the model has no such layer)."""
 
     run: Any
-    conv1: np.ndarray  # (n_probes, 26, 26, 32) layers[0] output (ReLU included)
-    pool1: np.ndarray  # (n_probes, 13, 13, 32) layers[1] output
-    conv2: np.ndarray  # (n_probes, 11, 11, 64) layers[3] output (ReLU included)
+    layout: models.ConvLayout
+    conv1: np.ndarray | None  # (n_probes, 26, 26, 32) first Conv2D output (ReLU included), layers[0] in the notebook
+    pool1: np.ndarray | None  # (n_probes, 13, 13, 32) first MaxPooling2D after it, layers[1]
+    conv2: np.ndarray | None  # (n_probes, 11, 11, 64) next Conv2D output (ReLU included), layers[3]
     probabilities: np.ndarray  # (n_probes, 10) softmax output
+
+
+def skip_unless(reason: str | None) -> None:
+    """Skip the claim when the student's model lacks what its question needs, naming it and the model."""
+    if reason:
+        pytest.skip(f"not applicable to {models.replaced('improved_cnn') or 'the improved CNN'}: {reason}")
+
+
+def relu_missing(layer: Any) -> str | None:
+    """Why a Conv2D's output is not the ReLU(cross-correlation + bias) the analysis claims compute, or None."""
+    config = layer.get_config()
+    if config.get("activation") != "relu":
+        return f"its {layer.name} ({type(layer).__name__}) has activation {config.get('activation')!r}, not 'relu'"
+    return None
 
 
 def improved_runs(runs: Any, seeds: Sequence[int]) -> list[Any]:
@@ -86,16 +105,22 @@ def probe_indices(mnist: Any) -> list[int]:
 
 @pytest.fixture(scope="module")
 def probe(mnist: Any, probe_indices: list[int]) -> Callable[[Any], Probe]:
-    """One sub-model per run returning layers 0, 1, 3 and the softmax for the probe images, in one
-    pass, computed once per run for every claim that asks."""
+    """One sub-model per run returning the first conv, its pooling, the next conv (layers 0, 1, 3 in the
+    notebook) and the softmax for the probe images, in one pass, computed once per run for every claim."""
     x = mnist.X_train[probe_indices]
     done: dict[str, Probe] = {}
 
     def compute(run: Any) -> Probe:
         if run.spec.key not in done:
             model = run.model
-            sub = keras.Model(model.inputs, [model.layers[i].output for i in (0, 1, 3)] + [model.layers[-1].output])
-            done[run.spec.key] = Probe(run, *sub.predict(x, verbose=0))
+            layout = models.find_layers(model)
+            found = [i for i in (layout.conv1, layout.pool1, layout.conv2) if i is not None]
+            sub = keras.Model(model.inputs, [model.layers[i].output for i in found] + list(model.outputs))
+            outputs = sub.predict(x, verbose=0)
+            *maps, probabilities = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            by_index = dict(zip(found, maps))
+            done[run.spec.key] = Probe(run, layout, *(by_index.get(i) for i in (layout.conv1, layout.pool1, layout.conv2)),
+                                       probabilities)
         return done[run.spec.key]
 
     return compute
@@ -133,15 +158,23 @@ def test_weight_shapes(claim, runs, seeds, improved):
     The first conv layer's kernel is (kernel height, kernel width, input channels, filters):
     (3, 3, 1, 32) with a (32,) bias for the improved CNN of every seed, (3, 3, 1, 16) with a (16,)
     bias for the basic CNN (seed 0's run; shapes do not depend on the seed). Rule: weight_shapes_rule.
+    A student's model (--model) is checked on its first Conv2D against its own configuration
+    (kernel_size + (input channels, filters)), since the notebook's (3, 3, 1, 32) is about its own
+    model; one without a Conv2D skips.
     """
     basic = runs.get(_basic_spec(runs, seeds[0]))
     rows = []
-    for name, run, expected in [("improved", r, (3, 3, 1, 32)) for r in improved] + [("basic", basic, (3, 3, 1, 16))]:
-        layer = run.model.layers[0]
+    for name, run, notebook in [("improved", r, (3, 3, 1, 32)) for r in improved] + [("basic", basic, (3, 3, 1, 16))]:
+        layout = models.find_layers(run.model)
+        skip_unless(layout.missing("conv1"))
+        layer = run.model.layers[layout.conv1]
+        skip_unless(None if layer.use_bias else "its first Conv2D has no bias (use_bias=False)")
         kernel, bias = layer.get_weights()
+        input_channels = layer.input.shape[-1]
+        own = (*layer.kernel_size, input_channels, layer.filters)
         rows.append({"model": name, "seed": run.spec.seed, "kernel": kernel.shape, "bias": bias.shape,
-                     "expected_kernel": expected, "kernel_size": tuple(layer.kernel_size),
-                     "input_channels": run.model.inputs[0].shape[-1], "filters": layer.filters})
+                     "expected_kernel": own if run.spec.model_source else notebook,
+                     "kernel_size": tuple(layer.kernel_size), "input_channels": input_channels, "filters": layer.filters})
     ruling = weight_shapes_rule(rows)
     claim.check(
         ruling.verdict,
@@ -168,6 +201,23 @@ def feature_maps_rule(shapes_ok: Sequence[bool], error_over_bound: Sequence[floa
                        f"worst error at {worst:.2f} of the rounding bound over {len(shapes_ok)} seed(s)")
 
 
+def _first_conv_as_the_notebook_computes_it(probe: Probe) -> Any:
+    """The first Conv2D, skipping the claim unless it is ReLU(valid stride-1 cross-correlation of the input + b)."""
+    skip_unless(probe.layout.missing("conv1"))
+    model = probe.run.model
+    layer = model.layers[probe.layout.conv1]
+    config = layer.get_config()
+    wanted = {"padding": "valid", "strides": (1, 1), "dilation_rate": (1, 1), "groups": 1, "use_bias": True}
+    differs = [f"{k}={config.get(k)!r}" for k, v in wanted.items()
+               if np.atleast_1d(config.get(k, v)).tolist() != np.atleast_1d(v).tolist()]
+    if differs:
+        skip_unless(f"its first Conv2D has {', '.join(differs)}; the reference computes a 'valid', stride-1 one")
+    if not isinstance(layer.input._keras_history.operation, keras.layers.InputLayer):
+        skip_unless("its first Conv2D does not take the input image directly")
+    skip_unless(relu_missing(layer))
+    return layer
+
+
 @pytest.mark.claim("feature-maps-are-filters", question=QUESTION_FEATURE_MAPS)
 def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_indices):
     """"Relate these activation with the filters you have visualized previously."
@@ -181,14 +231,21 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
     gamma_10 = 10u/(1 - 10u), u = 2^-24 ~ 6e-7 relative to the magnitudes (inputs are in [-1, 1]),
     widened to (1 + 2^-11)^2 (1 + gamma_10) - 1 where a GPU rounds conv operands to TF32. Any
     element outside that bound on any seed or example refutes the claim (feature_maps_rule).
+    A student's model: its first Conv2D, if it takes the input image directly with ReLU, stride 1 and
+    'valid' padding (what the reference computes), its expected shape following its own kernel size
+    and filters; otherwise the claim skips, naming what differs.
     """
     operand_u = backend.conv_operand_roundoff()
     images = mnist.X_train[probe_indices][..., 0]
     measured: dict[str, Any] = {"examples": probe_indices, "operand_unit_roundoff": operand_u, "per_seed": []}
     shapes_ok, max_errors, worst_ratios = [], [], []
     for probe in probes:
-        kernel, bias = probe.run.model.layers[0].get_weights()
-        shape_ok = probe.conv1.shape == (len(probe_indices), 26, 26, 32)
+        layer = _first_conv_as_the_notebook_computes_it(probe)
+        kernel, bias = layer.get_weights()
+        expected = (26, 26, 32)
+        if probe.run.spec.model_source:
+            expected = (28 - layer.kernel_size[0] + 1, 28 - layer.kernel_size[1] + 1, layer.filters)
+        shape_ok = probe.conv1.shape == (len(probe_indices), *expected)
         errors, ratios = [], []
         for image, maps in zip(images, probe.conv1):
             reference = np.maximum(conv_valid(image, kernel, bias), 0.0)
@@ -203,7 +260,8 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
                                      "max_abs_error": errors, "error_over_bound": ratios,
                                      "max_abs_map": float(np.abs(probe.conv1).max())})
     first = probes[0]
-    claim.save_arrays(image=images[0] + mnist.X_mean[:, :, 0], filters=first.run.model.layers[0].get_weights()[0],
+    claim.save_arrays(image=images[0] + mnist.X_mean[:, :, 0],
+                      filters=first.run.model.layers[first.layout.conv1].get_weights()[0],
                       conv_maps=first.conv1[0])
     ruling = feature_maps_rule(shapes_ok, worst_ratios)
     claim.check(
@@ -230,6 +288,22 @@ def pooling_rule(differing: Sequence[int]) -> Ruling:
                        f"differing elements per seed {list(differing)} (-1: wrong shape)")
 
 
+def _pool_size_as_the_notebook_computes_it(probe: Probe) -> int:
+    """The first pooling's block size, skipping the claim unless it takes non-overlapping square 'valid' blocks
+    of the first Conv2D's output directly."""
+    skip_unless(probe.layout.missing("conv1", "pool1"))
+    model = probe.run.model
+    pool, conv = model.layers[probe.layout.pool1], model.layers[probe.layout.conv1]
+    config = pool.get_config()
+    size, strides = tuple(config["pool_size"]), tuple(config["strides"] or config["pool_size"])
+    if pool.input._keras_history.operation is not conv:
+        skip_unless(f"its first MaxPooling2D ({pool.name}) does not pool the first Conv2D's output directly")
+    if size[0] != size[1] or strides != size or config["padding"] != "valid":
+        skip_unless(f"its first MaxPooling2D has pool_size={size}, strides={strides}, padding={config['padding']!r}; "
+                    "the reference takes non-overlapping square 'valid' blocks")
+    return int(size[0])
+
+
 @pytest.mark.claim("pooling-maps", question="Q: Do the same with the output of the first max-pooling layer.")
 def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
     """"Do the same with the output of the first max-pooling layer." (the notebook prints (1, 13, 13, 32))
@@ -238,12 +312,19 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
     non-overlapping 2x2 block of the conv maps computed in the same pass (maps reshaped
     (13, 2, 13, 2, 32), max over axes 1 and 3). Taking a maximum rounds nothing, so the tolerance
     is zero: any differing element on any seed or probe image refutes it (pooling_rule).
+    A student's model: its first MaxPooling2D after the first Conv2D, if it pools that conv's output
+    directly in non-overlapping square blocks ('valid'), its expected shape following its own pool
+    size; otherwise the claim skips, naming what differs.
     """
     measured: dict[str, Any] = {"examples": probe_indices, "per_seed": []}
     mismatches = []
     for probe in probes:
-        shape_ok = probe.pool1.shape == (len(probe_indices), 13, 13, 32)
-        expected = np.stack([block_max_pool(maps) for maps in probe.conv1])
+        size, expected_shape = 2, (13, 13, 32)
+        if probe.run.spec.model_source:
+            size = _pool_size_as_the_notebook_computes_it(probe)
+            expected_shape = (probe.conv1.shape[1] // size, probe.conv1.shape[2] // size, probe.conv1.shape[3])
+        shape_ok = probe.pool1.shape == (len(probe_indices), *expected_shape)
+        expected = np.stack([block_max_pool(maps, size) for maps in probe.conv1])
         differing = int(np.sum(probe.pool1 != expected)) if shape_ok else -1
         mismatches.append(differing)
         measured["per_seed"].append({"seed": probe.run.spec.seed, "shape": (1, *probe.pool1.shape[1:]),
@@ -282,11 +363,14 @@ def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
 
     layers[3] is the second Conv2D (64 filters, 3x3, valid, ReLU) applied to the 13x13 pooled maps,
     so its output is (1, 11, 11, 64) per image, with no negative value (ReLU). Exact shape and
-    sign check on every seed (deeper_layer_rule).
+    sign check on every seed (deeper_layer_rule). About the notebook's own layers[3]: skips for a
+    student's model (--model), whose second conv layer's shape is whatever its configuration says.
     """
+    if models.replaced("improved_cnn"):
+        skip_unless("the claim is the notebook's layers[3] output shape (1, 11, 11, 64)")
     measured: dict[str, Any] = {"per_seed": []}
     for probe in probes:
-        layer = probe.run.model.layers[3]
+        layer = probe.run.model.layers[probe.layout.conv2]
         measured["per_seed"].append({"seed": probe.run.spec.seed, "layer": type(layer).__name__,
                                      "images": len(probe_indices), "shape": probe.conv2.shape,
                                      "min": float(probe.conv2.min()), "zero_fraction": float(np.mean(probe.conv2 == 0))})
@@ -336,19 +420,26 @@ def test_filters_detect_edges(claim, runs):
     filters at initialisation, and of 512 random Gaussian filters (16 per trained filter, sd
     matched to it, rng seeded by the seed); the rule (edge_rule) compares the means over seeds.
     Reported as context: per seed, one-sided Wilcoxon (trained vs initial, 32 pairs) and
-    Mann-Whitney (trained vs random) p-values.
+    Mann-Whitney (trained vs random) p-values. A student's model: its first Conv2D, if its filters are
+    3x3 over the one input channel (what the Sobel templates score); otherwise the claim skips.
     """
     def measure(seeds: list[int]) -> dict:
         rows, arrays = [], {}
         for run in improved_runs(runs, seeds):
-            trained = run.model.layers[0].get_weights()[0]
-            initial = run.initial_model().layers[0].get_weights()[0]
+            layout = models.find_layers(run.model)
+            skip_unless(layout.missing("conv1"))
+            conv = layout.conv1
+            trained = run.model.layers[conv].get_weights()[0]
+            if trained.shape[:3] != (3, 3, 1):
+                skip_unless(f"its first Conv2D's kernel is {trained.shape}; the edge score needs 3x3 filters over one channel")
+            initial = run.initial_model().layers[conv].get_weights()[0]
             rng = np.random.default_rng(run.spec.seed)
             sd = trained[:, :, 0, :].std(axis=(0, 1))
-            random = (rng.standard_normal((3, 3, 1, 32, RANDOM_FILTERS_PER_FILTER)) * sd[:, None]).reshape(3, 3, 1, -1)
+            filters = trained.shape[3]
+            random = (rng.standard_normal((3, 3, 1, filters, RANDOM_FILTERS_PER_FILTER)) * sd[:, None]).reshape(3, 3, 1, -1)
             s_trained, s_init, s_random = (gradient_energy_share(f) for f in (trained, initial, random))
             rows.append({
-                "seed": run.spec.seed, "run": run, "mean_score_trained": float(s_trained.mean()),
+                "seed": run.spec.seed, "run": run, "filters": filters, "mean_score_trained": float(s_trained.mean()),
                 "mean_score_initial": float(s_init.mean()), "mean_score_random": float(s_random.mean()),
                 "median_score_trained": float(np.median(s_trained)),
                 "filters_above_half_trained": int(np.sum(s_trained > 0.5)),
@@ -371,9 +462,9 @@ def test_filters_detect_edges(claim, runs):
         rule=stated(edge_rule),
         summary=f"mean edge score trained {np.mean(m['trained']):.2f} vs initial {np.mean(m['initial']):.2f} vs random "
                 f"{np.mean(m['random']):.2f} (chance 0.25); {ruling.headline['text']}; seed {s0['seed']}: "
-                f"{s0['filters_above_half_trained']}/32 filters > 0.5",
+                f"{s0['filters_above_half_trained']}/{s0['filters']} filters > 0.5",
         headline=ruling.headline, detectable=ruling.detectable,
-        measured={"random_filters_per_seed": RANDOM_FILTERS_PER_FILTER * 32, "per_seed": m["rows"]},
+        measured={"random_filters_per_seed": RANDOM_FILTERS_PER_FILTER * s0["filters"], "per_seed": m["rows"]},
         statistics={"mean_score_trained_vs_initial": stats.compare(m["trained"], m["initial"], alpha=ruling.alpha),
                     "mean_score_trained_vs_random": stats.compare(m["trained"], m["random"], alpha=ruling.alpha)},
         runs=runs_used,
@@ -498,8 +589,14 @@ def test_ambiguities_are_rare(claim, runs):
 
 
 def _channel_statistics(model: Any, x: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
-    """Per-example spatial mean of each channel of layers 0 and 3, and each layer's zero fraction."""
-    sub = keras.Model(model.inputs, [model.layers[0].output, model.layers[3].output])
+    """Per-example spatial mean of each channel of the first two Conv2D layers (layers 0 and 3 in the
+    notebook), and each layer's zero fraction; skips the claim unless both exist and end in ReLU."""
+    layout = models.find_layers(model)
+    skip_unless(layout.missing("conv1", "conv2"))
+    convs = [model.layers[layout.conv1], model.layers[layout.conv2]]
+    for conv in convs:
+        skip_unless(relu_missing(conv))
+    sub = keras.Model(model.inputs, [conv.output for conv in convs])
     means: list[list[np.ndarray]] = [[], []]
     zeros, sizes = [0, 0], [0, 0]
     for start in range(0, len(x), ACTIVATION_BATCH):
@@ -532,6 +629,8 @@ def test_deeper_features_are_more_class_specific(claim, runs):
     none and are left out. Per seed the mean over live channels; the rule (deeper_specific_rule)
     compares them over seeds. Reported as context: per seed, a one-sided Mann-Whitney p-value over
     channels, and each layer's sparsity (fraction of zero activations). Arrays: seed 0's selectivities.
+    A student's model: its first two Conv2D layers, if both end in ReLU (the index needs non-negative
+    activations); otherwise the claim skips.
     """
     x, labels = runs.data.X_test, np.asarray(runs.data.t_test)
 

@@ -1,4 +1,8 @@
-"""The verdict matrix: one row per claim, one column per evidence file (a backend, a release, a device)."""
+"""The verdict matrix: one row per claim, one column per evidence file (a backend, a release, a device).
+
+Transposed (`build(..., transposed=True)`), the same cells make the class table of `reports.grade`: one
+row per student's evidence file, one column per claim.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ BACKEND_LIBRARY = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 @dataclass
 class Column:
     label: str
-    evidence: Evidence
+    evidence: Evidence | None
+    note: str = ""  # why there is no evidence (e.g. a broken submission), shown instead of its cells
 
 
 @dataclass
@@ -80,35 +85,47 @@ def headline_text(claim: dict | None) -> str:
     return f"{h.get('name', '')} mean {num(sum(values) / len(values))} (n = {len(values)})"
 
 
-def rows(cols: list[Column]) -> list[Row]:
-    """One row per claim in any column, in the first column's order, then the others'."""
-    ids = list(dict.fromkeys(c["id"] for col in cols for c in col.evidence.claims))
+def rows(cols: list[Column], compare: bool = True) -> list[Row]:
+    """One row per claim in any column, in the first column's order, then the others'; with `compare`,
+    each cell is set against the first column's (verdict differs, Welch test of the headline values)."""
+    ids = list(dict.fromkeys(c["id"] for col in cols if col.evidence for c in col.evidence.claims))
     out = []
     for cid in ids:
-        claims = [col.evidence.claim(cid) for col in cols]
+        claims = [col.evidence.claim(cid) if col.evidence else None for col in cols]
         verdicts = [display_verdict(c) if c else "absent" for c in claims]
-        cells = [Cell(c, v, headline_text(c), bool(c) and col.evidence.is_older(c), v != verdicts[0],
-                      None if i == 0 else twosample.headline_test(claims[0], c))
+        cells = [Cell(c, v, headline_text(c), bool(c) and col.evidence.is_older(c), compare and v != verdicts[0],
+                      None if i == 0 or not compare else twosample.headline_test(claims[0], c))
                  for i, (col, c, v) in enumerate(zip(cols, claims, verdicts))]
         quote = next((c.get("quote", "") for c in claims if c), "")
         out.append(Row(cid, quote, cells))
     return out
 
 
-def markdown(cols: list[Column], table: list[Row]) -> str:
-    """The matrix as a Markdown table, for CI logs and job summaries."""
+def cell_markdown(cell: Cell) -> str:
+    """One cell as Markdown: verdict (bold when it differs), headline, (older), the two-sample test."""
+    text = f"**{cell.verdict}**" if cell.differs else cell.verdict
+    text += f" · {cell.headline}" + (" *(older)*" if cell.older else "")
+    if cell.test is not None:
+        text += f" · {cell.test.text()}"
+    return text.replace("|", "/")
+
+
+def markdown(cols: list[Column], table: list[Row], title: str = "Verdict matrix", transposed: bool = False,
+             intro: str = "") -> str:
+    """The matrix as a Markdown table, for CI logs and job summaries; transposed: one row per column."""
+    if transposed:
+        lines = [f"# {title}", "", intro, "", "| | " + " | ".join(r.claim_id for r in table) + " |",
+                 "|---" * (len(table) + 1) + "|"]
+        for j, col in enumerate(cols):
+            cells = [col.note.replace("|", "/")] if col.note else [cell_markdown(r.cells[j]) for r in table]
+            lines.append(f"| {col.label.replace('|', '/')} | " + " | ".join(cells) + " |")
+        return "\n".join(lines + [""])
     lines = ["# Verdict matrix", "", f"Columns compared with the first ({cols[0].label}) by {twosample.RULE}. "
              "**Bold**: verdict differs from the first column; *(older)*: kept from a session before that file's newest.",
              "", "| claim | " + " | ".join(c.label.replace("|", "/") for c in cols) + " |",
              "|---" * (len(cols) + 1) + "|"]
     for row in table:
-        cells = []
-        for cell in row.cells:
-            text = f"**{cell.verdict}**" if cell.differs else cell.verdict
-            text += f" · {cell.headline}" + (" *(older)*" if cell.older else "")
-            if cell.test is not None:
-                text += f" · {cell.test.text()}"
-            cells.append(text.replace("|", "/"))
+        cells = [cell_markdown(cell) for cell in row.cells]
         lines.append(f"| {row.claim_id}{' ≠' if row.differs else ''} | " + " | ".join(cells) + " |")
     differing = [r.claim_id for r in table if r.differs]
     lines += ["", f"{len(differing)} of {len(table)} claims differ in verdict" + (f": {', '.join(differing)}." if differing else "."),
@@ -116,16 +133,18 @@ def markdown(cols: list[Column], table: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def build(cols: list[Column], out: Path) -> tuple[Path, Path]:
-    """Write out/matrix.html and out/matrix.md; return both paths."""
+def build(cols: list[Column], out: Path, *, name: str = "matrix", title: str = "Verdict matrix",
+          transposed: bool = False, intro: str = "") -> tuple[Path, Path]:
+    """Write out/NAME.html and out/NAME.md; return both paths. Transposed (the class table): one row per
+    column's evidence, one column per claim, cells not compared with the first column's."""
     out.mkdir(parents=True, exist_ok=True)
-    table = rows(cols)
+    table = rows(cols, compare=not transposed)
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(css=lambda verdict: "v-" + verdict.replace(" ", "-"))
     html = env.get_template("matrix.html.j2").render(
-        columns=cols, rows=table, rule=twosample.RULE, differing=sum(r.differs for r in table),
-        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    (out / "matrix.html").write_text(html, encoding="utf-8")
-    (out / "matrix.md").write_text(markdown(cols, table), encoding="utf-8")
-    return out / "matrix.html", out / "matrix.md"
+        columns=cols, rows=table, rule=twosample.RULE, differing=sum(r.differs for r in table), title=title,
+        transposed=transposed, intro=intro, generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    (out / f"{name}.html").write_text(html, encoding="utf-8")
+    (out / f"{name}.md").write_text(markdown(cols, table, title, transposed, intro), encoding="utf-8")
+    return out / f"{name}.html", out / f"{name}.md"

@@ -72,6 +72,7 @@ def test_key_changes_with_every_field(store):
         "model": "mlp", "model_config": {"padding": "same"}, "optimizer": {"class_name": "Adam", "config": {}},
         "batch_size": 64, "epochs": 3, "validation_split": 0.2, "seed": 1, "data_fingerprint": "0" * 64,
         "versions": {**spec.versions, "tensorflow": "9.9"}, "profile": "smoke", "deterministic": False,
+        "model_source": "0" * 64,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(RunSpec)}, "a new field needs a case here"
     for name, value in changed.items():
