@@ -274,10 +274,13 @@ class TrainingPlan:
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
-        reporter = self.config.pluginmanager.getplugin("terminalreporter")
-        if self.progress is not None and reporter is not None:
-            for line in self.progress.poll():
-                reporter.write_line(line)
+        if self.progress is None or self.config.pluginmanager.getplugin("terminalreporter") is None:
+            return
+        terminal = self.config.get_terminal_writer()
+        for line in self.progress.poll():
+            if terminal.width_of_current_line:  # after progress dots
+                terminal.line()
+            terminal.line(line)
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         """Warn when a claim used runs its marker's `runs=` does not declare: the plan could not train them ahead."""

@@ -36,7 +36,12 @@ def test_finished_runs_give_one_line_each_once(tmp_path):
     with open(tmp_path / "a.log", "a") as f:
         f.write("epoch 3/4 2.0s loss=1\nepoch 4/4 2.0s loss=1\ndone in 8.0s\n")
     assert progress.poll() == ["trained 2/2 tiny bs=32 ep=4 seed=0 in 8 s"]
-    assert progress.done
+
+
+def test_a_run_another_session_trained_meanwhile_counts_as_cached(tmp_path):
+    path = plan_with_logs(tmp_path, {"a": ""})
+    (tmp_path / "a").mkdir()
+    assert Progress(path, tmp_path).poll() == ["cached 1/1 tiny bs=32 ep=4 seed=0 (trained by another session)"]
 
 
 def test_lines_before_the_plan_offset_are_an_earlier_session(tmp_path):
@@ -81,4 +86,4 @@ def test_watcher_prints_plain_lines_when_not_a_terminal(tmp_path):
 
 def test_no_plan_file_yet_prints_nothing(tmp_path):
     progress = Progress(tmp_path / "plans" / "missing.json", tmp_path)
-    assert progress.poll() == [] and not progress.done
+    assert progress.poll() == [] and progress.runs == []
