@@ -11,6 +11,8 @@ import json
 import os
 import sys
 import time
+import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--model", action="append", default=[], metavar="NAME=SOURCE",
                     help="replace the notebook's model NAME (improved_cnn, basic_cnn, mlp) by a student's: "
                          "SOURCE is path/to/file.py:function or path/to/model.keras (repeatable)")
+    group.addoption("--backend-threads", type=_threads_option, default="auto",
+                    help="CPU threads of each process's backend: auto (default): cores // workers under xdist -n, "
+                         "the backend's default without; N: N threads; 0: the backend's default everywhere")
+
+
+def _threads_option(text: str) -> str:
+    """--backend-threads: 'auto' or a whole number >= 0."""
+    if text == "auto" or (text.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"--backend-threads must be auto or a whole number >= 0, got {text!r}")
 
 
 def _seed_option(text: str) -> int | str:
@@ -117,6 +129,7 @@ class EvidenceSession:
         if "keras" not in sys.modules:
             return {}
         env: dict[str, Any] = {"versions": backend.library_versions(), "device": backend.device_description()}
+        env["threads"] = backend.threads()
         if self.store is not None:
             env["deterministic"] = self.store.deterministic
         if self.mnist is not None:
@@ -151,12 +164,32 @@ class EvidenceSession:
 
 
 EVIDENCE_KEY = pytest.StashKey[EvidenceSession]()
+SESSION_ID = "mnist_claims_session"
+SESSION_ID_KEY = pytest.StashKey[str]()
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.hasplugin("dsession")
+
+
+def _workers(config: pytest.Config) -> int:
+    """The number of xdist workers of this session (seen from the controller or a worker); 0 without xdist."""
+    if _is_worker(config):
+        return config.workerinput["workercount"]
+    return (config.getoption("numprocesses", None) or 0) if _is_controller(config) else 0
+
+
+def _threads(config: pytest.Config) -> int:
+    """This session's backend threads per worker (--backend-threads); 0: the backend's default."""
+    return backend.threads_for(config.option.backend_threads, _workers(config), backend.cpu_cores())
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Before Keras is first imported (here and in every xdist worker, which inherits the
     # environment and runs this too): the backend, and the settings it reads when it starts.
-    backend.prepare(config.option.keras_backend, config.option.op_determinism)
+    # The xdist controller trains nothing: its threads (and the environment its workers inherit) stay as they are.
+    threads = 0 if _is_controller(config) else _threads(config)
+    backend.prepare(config.option.keras_backend, config.option.op_determinism, threads)
     config.stash[EVIDENCE_KEY] = EvidenceSession(config)
     register_submissions(config.option.model)
 
@@ -178,6 +211,14 @@ def register_submissions(options: list[str]) -> None:
         except submissions.SubmissionError as e:
             raise pytest.UsageError(f"--model {name}: {e}") from None
         models.replace_model(name, submission.builder, submission.optimizer, source, submission.digest)
+    config.stash[SESSION_ID_KEY] = config.workerinput[SESSION_ID] if _is_worker(config) else uuid.uuid4().hex[:12]
+    config.pluginmanager.register(TrainingPlan(config), "mnist-claims-training-plan")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Controller side of xdist: give each worker the session's id, which names the plan file."""
+    node.workerinput[SESSION_ID] = node.config.stash[SESSION_ID_KEY]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -225,6 +266,88 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         evidence.write()
 
 
+class TrainingPlan:
+    """Plugin: workers and the single process train the selected claims' declared runs before the first test,
+    longest first (fixtures.plan); the xdist controller, or the single process, shows their progress
+    (fixtures.progress) until the first test reports, then one line per run that finishes later."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.progress: Any = None
+        self.watcher: Any = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        if not self.config.option.collectonly:
+            if _is_controller(self.config):
+                from fixtures.plan import plan_path
+
+                self._show(plan_path(_cache_dir(self.config, "--claims-cache", "training-runs"),
+                                     self.config.stash[SESSION_ID_KEY]))
+            else:
+                self._train(session)
+        try:
+            return (yield)
+        finally:
+            self.pytest_runtest_logreport()
+            if self.progress is not None:
+                self.progress.plan_path.unlink(missing_ok=True)
+
+    def pytest_runtest_logreport(self, report: Any = None) -> None:
+        """Once tests report, the live display gives way to pytest's output."""
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if self.progress is None or self.config.pluginmanager.getplugin("terminalreporter") is None:
+            return
+        terminal = self.config.get_terminal_writer()
+        for line in self.progress.poll():
+            if terminal.width_of_current_line:  # after progress dots
+                terminal.line()
+            terminal.line(line)
+
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        """Warn when a claim used runs its marker's `runs=` does not declare: the plan could not train them ahead."""
+        claim, store = item.stash.get(CLAIM_KEY, None), self.config.stash[EVIDENCE_KEY].store
+        if claim is None or store is None or not claim.record.get("runs"):
+            return
+        marker = item.get_closest_marker("claim")
+        declared = {spec.key for fn in marker.kwargs.get("runs", ()) for spec in fn(store, claim.record["seeds"])}
+        if undeclared := [key for key in claim.record["runs"] if key not in declared]:
+            labels = ", ".join(store.used[key].spec.label if key in store.used else key for key in undeclared)
+            warnings.warn(pytest.PytestWarning(
+                f"claim {claim.id} used {len(undeclared)} run(s) its claim marker's runs= does not declare ({labels}); "
+                "declare them so that the session plan trains them before the tests"))
+
+    def _train(self, session: pytest.Session) -> None:
+        from fixtures import plan
+
+        claims = [item for item in session.items
+                  if (marker := item.get_closest_marker("claim")) is not None and marker.kwargs.get("runs")]
+        if not claims:
+            return  # nothing declared: load neither MNIST nor Keras
+        try:
+            store = _store(self.config, _mnist(self.config))
+            seeds = list(range(seed_plan(self.config)[0][0]))
+            todo = plan.make_plan(plan.declared_specs(claims, store, seeds), store)
+        except Exception:  # noqa: BLE001 - bad data or a broken declaration: the tests that need it fail with it
+            return
+        path = plan.plan_path(store.root, self.config.stash[SESSION_ID_KEY])
+        plan.publish(todo, store, path, workers=max(1, _workers(self.config)))
+        if not _is_worker(self.config):
+            self._show(path)
+        try:
+            plan.train(todo, store)
+        finally:
+            self.pytest_runtest_logreport()
+
+    def _show(self, path: Path) -> None:
+        from fixtures.progress import Progress, Watcher
+
+        self.progress = Progress(path, path.parent.parent)
+        self.watcher = Watcher(self.progress, sys.stdout).start()
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     cache = _cache_dir(config, "--claims-cache", "training-runs")
     plan = ", ".join(f"{n} (alpha {alpha:.3g})" for n, alpha in seed_plan(config))
@@ -232,6 +355,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [*replaced, f"mnist-claims: backend={config.option.keras_backend} "
             f"profile={config.option.claims_profile} seeds={config.option.seeds}: looks at {plan} "
             f"runs cache={cache} (training progress: tail -f {cache}/*.log)",
+            f"mnist-claims: backend threads per worker={_threads(config) or 'backend default'} (--backend-threads "
+            f"{config.option.backend_threads}, {_workers(config)} workers, {backend.cpu_cores()} cores)",
             f"mnist-claims: evidence={config.stash[EVIDENCE_KEY].directory / 'evidence.json'}"]
 
 
@@ -251,17 +376,37 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.line(f"evidence: {evidence.directory / 'evidence.json'} ({kept})")
 
 
+def _mnist(config: pytest.Config) -> Any:
+    """MNIST, loaded once per process (by the training plan or the first test); raises MnistError."""
+    from fixtures.data import load_mnist
+
+    evidence = config.stash[EVIDENCE_KEY]
+    if evidence.mnist is None:
+        evidence.mnist = load_mnist(config.option.mnist_dir, verify=not config.option.mnist_no_verify)
+    return evidence.mnist
+
+
+def _store(config: pytest.Config, mnist: Any) -> Any:
+    """The process's RunStore over `mnist`, made once (by the training plan or the first test)."""
+    from fixtures.runs import RunStore
+
+    evidence = config.stash[EVIDENCE_KEY]
+    if evidence.store is None:
+        evidence.store = RunStore(_cache_dir(config, "--claims-cache", "training-runs"), mnist,
+                                  PROFILES[config.option.claims_profile],
+                                  deterministic=backend.resolve_determinism(config.option.op_determinism))
+    return evidence.store
+
+
 @pytest.fixture(scope="session")
 def mnist(pytestconfig: pytest.Config) -> Any:
     """MNIST as the notebook preprocesses it; a missing or corrupt dataset fails with one clear line."""
-    from fixtures.data import MnistError, load_mnist
+    from fixtures.data import MnistError
 
     try:
-        data = load_mnist(pytestconfig.option.mnist_dir, verify=not pytestconfig.option.mnist_no_verify)
+        return _mnist(pytestconfig)
     except MnistError as e:
         pytest.fail(f"MNIST: {e}", pytrace=False)
-    pytestconfig.stash[EVIDENCE_KEY].mnist = data
-    return data
 
 
 @pytest.fixture(scope="session")
@@ -273,13 +418,7 @@ def seeds(pytestconfig: pytest.Config) -> list[int]:
 @pytest.fixture(scope="session")
 def runs(pytestconfig: pytest.Config, mnist: Any) -> Any:
     """The training-run store: `runs.get(runs.spec(...))` trains once, then loads from the cache."""
-    from fixtures.runs import RunStore
-
-    store = RunStore(_cache_dir(pytestconfig, "--claims-cache", "training-runs"), mnist,
-                     PROFILES[pytestconfig.option.claims_profile],
-                     deterministic=backend.resolve_determinism(pytestconfig.option.op_determinism))
-    pytestconfig.stash[EVIDENCE_KEY].store = store
-    return store
+    return _store(pytestconfig, mnist)
 
 
 @pytest.fixture

@@ -28,19 +28,32 @@ RISE_CAP = 1.0  # a rise is counted up to a doubling of the loss; a diverged run
 AROUND_99 = (0.985, 0.995)  # "around 99%": the accuracies that round to 99%
 
 
+# The runs each claim declares (`claim(..., runs=(fn, ...))`, trained by the session plan before the
+# first test) and its measure asks for: fn(store, seeds) -> the RunSpecs, one per seed.
+
 def basic(runs, seeds, batch_size: int = 64) -> list:
     """The notebook's basic CNN runs: 10 epochs at `batch_size`, one per seed."""
-    return runs.get_all([runs.spec("basic_cnn", batch_size=batch_size, epochs=10, seed=s) for s in seeds])
+    return [runs.spec("basic_cnn", batch_size=batch_size, epochs=10, seed=s) for s in seeds]
+
+
+def basic_128(runs, seeds) -> list:
+    """The basic CNN at batch 128."""
+    return basic(runs, seeds, 128)
+
+
+def batch_sweep(runs, seeds) -> list:
+    """The basic CNN at every batch size of BATCH_SIZES, size by size."""
+    return [spec for b in BATCH_SIZES for spec in basic(runs, seeds, b)]
 
 
 def mlp(runs, seeds) -> list:
     """The MLP baseline trained exactly like the basic CNN."""
-    return runs.get_all([runs.spec("mlp", batch_size=64, epochs=10, seed=s) for s in seeds])
+    return [runs.spec("mlp", batch_size=64, epochs=10, seed=s) for s in seeds]
 
 
 def improved(runs, seeds) -> list:
     """The notebook's improved CNN runs: 20 epochs at batch 64, one per seed."""
-    return runs.get_all([runs.spec("improved_cnn", batch_size=64, epochs=20, seed=s) for s in seeds])
+    return [runs.spec("improved_cnn", batch_size=64, epochs=20, seed=s) for s in seeds]
 
 
 def accuracy_on_test_set(run) -> float:
@@ -82,7 +95,7 @@ def overfitting_rule(gaps: Sequence[float], alpha: float = stats.ALPHA) -> Rulin
     return Ruling.of_tests([test], "train_minus_val_accuracy", f"train - val accuracy {test.describe()}")
 
 
-@pytest.mark.claim("overfitting-signature", question=Q_OVERFIT)
+@pytest.mark.claim("overfitting-signature", question=Q_OVERFIT, runs=(basic,))
 def test_basic_cnn_overfits(claim, runs):
     """"A network overfits when the training accuracy becomes better than the validation accuracy
     (learning by heart, not generalizing), which is the case here."
@@ -93,7 +106,7 @@ def test_basic_cnn_overfits(claim, runs):
     epoch of lowest validation loss, with the epoch from which Keras's curves stay apart.
     """
     def measure(seeds: list[int]) -> dict:
-        trained = basic(runs, seeds)
+        trained = runs.get_all(basic(runs, seeds))
         return {"runs": trained, "gaps": [train_minus_val_accuracy(r) for r in trained]}
 
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: overfitting_rule(m["gaps"], alpha))
@@ -120,7 +133,7 @@ def cnn_beats_mlp_rule(cnn: Sequence[float], fc: Sequence[float], alpha: float =
     return Ruling.of_tests([test], "cnn_minus_mlp_test_accuracy", f"CNN - MLP test accuracy {test.describe()}")
 
 
-@pytest.mark.claim("cnn-vs-mlp-accuracy", question=Q_RESULTS)
+@pytest.mark.claim("cnn-vs-mlp-accuracy", question=Q_RESULTS, runs=(basic, mlp))
 def test_cnn_more_accurate_than_mlp(claim, runs):
     """"A CNN, even as shallow as this one, is more accurate ... than fully-connected networks."
 
@@ -128,7 +141,7 @@ def test_cnn_more_accurate_than_mlp(claim, runs):
     P(CNN > MLP) with its exact interval is reported beside it.
     """
     def measure(seeds: list[int]) -> dict:
-        cnn, fc = basic(runs, seeds), mlp(runs, seeds)
+        cnn, fc = runs.get_all(basic(runs, seeds)), runs.get_all(mlp(runs, seeds))
         return {"runs": cnn + fc, "cnn": [accuracy_on_test_set(r) for r in cnn], "mlp": [accuracy_on_test_set(r) for r in fc]}
 
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: cnn_beats_mlp_rule(m["cnn"], m["mlp"], alpha))
@@ -157,7 +170,7 @@ def cnn_vs_mlp_time_rule(cpu_ratios: Sequence[float], alpha: float, gpus: Sequen
     return (Verdict.INCONCLUSIVE if gpus else Verdict(look.verdict)), look
 
 
-@pytest.mark.claim("cnn-vs-mlp-time", question=Q_RESULTS)
+@pytest.mark.claim("cnn-vs-mlp-time", question=Q_RESULTS, runs=(basic, mlp))
 def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     """"A CNN, even as shallow as this one, is ... much slower (on CPU) than fully-connected networks."
 
@@ -185,7 +198,7 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     wall = timing.ratio_look(wall_ratios, MUCH_SLOWER, last.alpha)
     per_epoch = {measure: {name: [getattr(r[name], measure) * NOTEBOOK_STEPS_PER_EPOCH for r in rounds]
                            for name in ("basic_cnn", "mlp")} for measure in ("cpu_s", "wall_s")}
-    cnn, fc = basic(runs, seeds), mlp(runs, seeds)
+    cnn, fc = runs.get_all(basic(runs, seeds)), runs.get_all(mlp(runs, seeds))
     wall_text = (f"wall-time ratio {wall.mean:.2f} [{wall.ci_low:.2f}, {wall.ci_high:.2f}]" if np.isfinite(wall.mean)
                  else f"wall-time ratios {min(wall_ratios):.2f} to {max(wall_ratios):.2f}, unusable under this load")
     ratio_text = f"CPU-time ratio {last.mean:.2f} [{last.ci_low:.2f}, {last.ci_high:.2f}] after {last.n} rounds"
@@ -226,7 +239,7 @@ def small_batch_unstable_rule(rise16: Sequence[float], rise128: Sequence[float],
                            f"instability 16 - 128 {paired.describe(3)}; instability 16 {rises.describe(3)}")
 
 
-@pytest.mark.claim("batch-small-unstable", question=Q_BATCH)
+@pytest.mark.claim("batch-small-unstable", question=Q_BATCH, runs=(batch_sweep,))
 def test_small_batches_are_unstable(claim, runs):
     """"When the batch size is too small, learning is unstable: the training loss increases again
     after a while."
@@ -237,7 +250,8 @@ def test_small_batches_are_unstable(claim, runs):
     Spearman's rho over all (batch size, seed) points.
     """
     def measure(seeds: list[int]) -> dict:
-        by_size = {b: basic(runs, seeds, b) for b in BATCH_SIZES}
+        trained = runs.get_all(batch_sweep(runs, seeds))
+        by_size = {b: [r for r in trained if r.spec.batch_size == b] for b in BATCH_SIZES}
         return {"runs": [r for rs in by_size.values() for r in rs],
                 "instability": {b: [stats.rise_above_running_min(r.history["loss"], RISE_CAP) for r in rs]
                                 for b, rs in by_size.items()}}
@@ -276,7 +290,7 @@ def batch_128_rule(test128: Sequence[float], test64: Sequence[float], val128: Se
                            f"128 - 64 test accuracy {test.describe()}; val accuracy {val.describe()}")
 
 
-@pytest.mark.claim("batch-128-beats-64", question=Q_BATCH)
+@pytest.mark.claim("batch-128-beats-64", question=Q_BATCH, runs=(basic_128, basic))
 def test_batch_128_slightly_better_than_64(claim, runs):
     """"128 is actually slightly better than 64."
 
@@ -284,7 +298,7 @@ def test_batch_128_slightly_better_than_64(claim, runs):
     (batch_128_rule); P(128 > 64) with its exact interval is reported beside them.
     """
     def measure(seeds: list[int]) -> dict:
-        large, small = basic(runs, seeds, 128), basic(runs, seeds, 64)
+        large, small = runs.get_all(basic_128(runs, seeds)), runs.get_all(basic(runs, seeds))
         return {"runs": large + small,
                 "test128": [accuracy_on_test_set(r) for r in large], "test64": [accuracy_on_test_set(r) for r in small],
                 "val128": [r.history["val_accuracy"][-1] for r in large],
@@ -320,7 +334,7 @@ def around_99_rule(accuracies: Sequence[float], n_test: int, alpha: float = stat
     return dataclasses.replace(ruling, headline={**ruling.headline, "higher_is_better": None})
 
 
-@pytest.mark.claim("improved-99", question=Q_IMPROVE)
+@pytest.mark.claim("improved-99", question=Q_IMPROVE, runs=(improved,))
 def test_improved_cnn_reaches_99_percent(claim, runs):
     """"The test accuracy should be around 99%." (the notebook's own run: 0.9929)
 
@@ -330,7 +344,7 @@ def test_improved_cnn_reaches_99_percent(claim, runs):
     which all seeds share because they share the test set.
     """
     def measure(seeds: list[int]) -> dict:
-        trained = improved(runs, seeds)
+        trained = runs.get_all(improved(runs, seeds))
         return {"runs": trained, "accuracy": [accuracy_on_test_set(r) for r in trained]}
 
     n_test = len(runs.data.t_test)
@@ -358,7 +372,7 @@ def no_overfit_rule(gaps: Sequence[float], alpha: float = stats.ALPHA) -> Ruling
 @pytest.mark.xfail(not models.replaced("improved_cnn"), strict=True, reason="refuted on TF 2.21 / Keras 3.15 CPU at seeds 0-2: training minus validation "
                                        "accuracy without dropout 0.0029 [0.0020, 0.0039] (90% t-CI), p = 0.0062; the "
                                        "improved CNN still overfits slightly, by about a quarter of the basic CNN's 0.0110")
-@pytest.mark.claim("improved-no-overfit", question=Q_IMPROVE)
+@pytest.mark.claim("improved-no-overfit", question=Q_IMPROVE, runs=(improved, basic))
 def test_improved_cnn_does_not_overfit(claim, runs):
     """"Once you find a good architecture that does not overfit, train it for 20 epochs."
 
@@ -370,11 +384,11 @@ def test_improved_cnn_does_not_overfit(claim, runs):
     relative to the basic CNN's, the epoch of lowest validation loss, and the test loss of both.
     """
     def measure(seeds: list[int]) -> dict:
-        trained = improved(runs, seeds)
+        trained = runs.get_all(improved(runs, seeds))
         return {"runs": trained, "gaps": [train_minus_val_accuracy(r) for r in trained]}
 
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: no_overfit_rule(m["gaps"], alpha))
-    base = basic(runs, seeds)
+    base = runs.get_all(basic(runs, seeds))
     base_gap = stats.summarize([train_minus_val_accuracy(r) for r in base])
     onsets = [overfitting_onset(r.history)["onset_epoch"] for r in m["runs"]]
     loss = stats.compare([r.evaluation["test"]["loss"] for r in m["runs"]], [r.evaluation["test"]["loss"] for r in base],
