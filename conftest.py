@@ -191,6 +191,8 @@ def pytest_configure(config: pytest.Config) -> None:
     threads = 0 if _is_controller(config) else _threads(config)
     backend.prepare(config.option.keras_backend, config.option.op_determinism, threads)
     config.stash[EVIDENCE_KEY] = EvidenceSession(config)
+    config.stash[SESSION_ID_KEY] = config.workerinput[SESSION_ID] if _is_worker(config) else uuid.uuid4().hex[:12]
+    config.pluginmanager.register(TrainingPlan(config), "mnist-claims-training-plan")
     register_submissions(config.option.model)
 
 
@@ -211,8 +213,6 @@ def register_submissions(options: list[str]) -> None:
         except submissions.SubmissionError as e:
             raise pytest.UsageError(f"--model {name}: {e}") from None
         models.replace_model(name, submission.builder, submission.optimizer, source, submission.digest)
-    config.stash[SESSION_ID_KEY] = config.workerinput[SESSION_ID] if _is_worker(config) else uuid.uuid4().hex[:12]
-    config.pluginmanager.register(TrainingPlan(config), "mnist-claims-training-plan")
 
 
 @pytest.hookimpl(optionalhook=True)
