@@ -406,7 +406,9 @@ def mnist(pytestconfig: pytest.Config) -> Any:
     try:
         return _mnist(pytestconfig)
     except MnistError as e:
-        pytest.fail(f"MNIST: {e}", pytrace=False)
+        problem = str(e)
+    # Outside the except block: xdist would otherwise print the whole chain of causes above the line.
+    pytest.fail(f"MNIST: {problem}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
