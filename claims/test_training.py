@@ -181,8 +181,9 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     slower" is read as more than 2x (a convention: the notebook gives no number for it). Rule,
     sequential: after 5, 10 and 20 rounds (no new look after 120 s of CPU time), the
     1 - 0.05/3 t-CI (Bonferroni over the 3 looks) of the geometric-mean CPU ratio: holds if above
-    2, refuted if below, else the next look; inconclusive after the last. On a GPU inconclusive:
-    the claim is about CPUs.
+    2, refuted if below, else the next look; inconclusive after the last. A round whose ratio is not
+    positive (a 200-batch fit that cost less than its 100-batch one) failed to measure: it is
+    recorded and redrawn. On a GPU inconclusive: the claim is about CPUs.
     """
     sample = timing.step_cost_sampler(runs.data.X_train, runs.data.T_train, ("basic_cnn", "mlp"))
     rounds: list[dict[str, timing.StepCost]] = []
@@ -191,7 +192,8 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
         rounds.append(sample())
         return rounds[-1]["basic_cnn"].cpu_s / rounds[-1]["mlp"].cpu_s
 
-    ratios, looks = timing.sequential_ratio_test(cpu_ratio, MUCH_SLOWER)
+    ratios, looks, failed = timing.sequential_ratio_test(cpu_ratio, MUCH_SLOWER)
+    rounds = [r for r in rounds if (x := r["basic_cnn"].cpu_s / r["mlp"].cpu_s) > 0 and np.isfinite(x)]
     device = backend.device_description()
     verdict, last = cnn_vs_mlp_time_rule(ratios, looks[-1].alpha, device["gpus"])
     wall_ratios = [r["basic_cnn"].wall_s / r["mlp"].wall_s for r in rounds]
@@ -201,20 +203,21 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     cnn, fc = runs.get_all(basic(runs, seeds)), runs.get_all(mlp(runs, seeds))
     wall_text = (f"wall-time ratio {wall.mean:.2f} [{wall.ci_low:.2f}, {wall.ci_high:.2f}]" if np.isfinite(wall.mean)
                  else f"wall-time ratios {min(wall_ratios):.2f} to {max(wall_ratios):.2f}, unusable under this load")
-    ratio_text = f"CPU-time ratio {last.mean:.2f} [{last.ci_low:.2f}, {last.ci_high:.2f}] after {last.n} rounds"
+    ratio_text = (f"CPU-time ratio {last.mean:.2f} [{last.ci_low:.2f}, {last.ci_high:.2f}] after {last.n} rounds"
+                  + (f" ({len(failed)} failed round(s) set aside and redrawn: ratio {failed})" if failed else ""))
     claim.check(
         verdict,
         rule=f"CPU only; per round, CPU seconds per training step (fit over 200 minus 100 batches) CNN/MLP; looks "
              f"after {list(timing.LOOKS)} rounds ({timing.TIME_CAP_S:g} CPU-s cap): the {1 - last.alpha:.4f} t-CI "
              f"(Bonferroni over the looks) of the geometric-mean ratio above {MUCH_SLOWER:g} holds, below refutes; "
-             f"else next look",
+             f"else next look; a non-positive round ratio is a failed measurement, redrawn",
         summary=f"{ratio_text} (CNN {np.median(per_epoch['cpu_s']['basic_cnn']):.2f} vs MLP "
                 f"{np.median(per_epoch['cpu_s']['mlp']):.2f} CPU s/epoch); {wall_text} (not decisive); on "
                 f"{device['cpu']}; the training runs' median epochs (wall, incl. validation): CNN "
                 f"{np.mean([r.s_per_epoch for r in cnn]):.2f} s vs MLP {np.mean([r.s_per_epoch for r in fc]):.2f} s"
                 + (" (GPU present: the claim is about CPUs)" if device["gpus"] else ""),
         measured={"s_per_epoch": per_epoch["cpu_s"], "wall_s_per_epoch": per_epoch["wall_s"],
-                  "cpu_ratio": ratios, "wall_ratio": wall_ratios,
+                  "cpu_ratio": ratios, "failed_cpu_ratio": failed, "wall_ratio": wall_ratios,
                   "run_s_per_epoch": {"basic_cnn": [r.s_per_epoch for r in cnn], "mlp": [r.s_per_epoch for r in fc]},
                   "threshold": MUCH_SLOWER, "device": device},
         statistics={"cpu_ratio": {**last.to_dict(), "values": ratios},

@@ -69,7 +69,7 @@ def run_claims(student: Student, model_name: str, evidence: Path, pytest_args: l
     """One `pytest claims` session with the student's model; its output goes to evidence/pytest.log."""
     evidence.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pytest", "claims", "--model", f"{model_name}={student.source}",
-               "--claims-evidence", str(evidence), "--fresh-evidence", *pytest_args]
+               "--claims-evidence", str(evidence), "--fresh-evidence", "-rsx", *pytest_args]
     start = time.perf_counter()
     with open(evidence / "pytest.log", "w") as log:
         log.write(" ".join(command) + "\n")

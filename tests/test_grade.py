@@ -74,7 +74,7 @@ def test_class_run_two_good_one_broken(tmp_path: Path, capsys: pytest.CaptureFix
     (class_dir / "carol.py").write_text(GOOD.read_text().replace("layers.Dense(10", "layers.Dense(9"))
     out = tmp_path / "out"
 
-    code = grade.main([str(class_dir), "--out", str(out), "--", "-k", "improved-99 or pooling-maps", "--seeds", "1",
+    code = grade.main([str(class_dir), "--out", str(out), "--", "-k", "improved-99 or pooling-maps or deeper-layer-shape", "--seeds", "1",
                        "--claims-profile", "smoke", "--claims-cache", str(tmp_path / "cache"), "-p", "no:cacheprovider",
                        "--mnist-dir", str(MNIST)])
     printed = capsys.readouterr().out
@@ -100,6 +100,8 @@ def test_class_run_two_good_one_broken(tmp_path: Path, capsys: pytest.CaptureFix
         keys[name] = {r["key"] for r in evidence["runs"] if r["model"] == "improved_cnn" and r["model_source"]}
         assert len(keys[name]) == 1
     assert keys["alice"] != keys["bob"]
+    log = (out / "students" / "alice" / "pytest.log").read_text()
+    assert "SKIPPED" in log and "the claim is the notebook's layers[3] output shape" in log  # why it is absent
 
     html = (out / "class.html").read_text()
     assert 'data-row="carol"' in html and "the model outputs (9,), not (10,)" in html

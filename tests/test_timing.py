@@ -43,23 +43,37 @@ def test_failed_or_degenerate_measurements_decide_nothing(ratios):
 
 def test_clear_ratio_is_decided_at_the_first_look():
     draws = itertools.cycle([3.0, 3.3, 2.8, 3.1, 2.9])
-    ratios, looks = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
+    ratios, looks, _ = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
     assert len(ratios) == timing.LOOKS[0]
     assert [look.verdict for look in looks] == ["holds"]
 
 
 def test_ratio_near_the_threshold_samples_every_look_then_is_inconclusive():
     draws = itertools.cycle([1.6, 2.5, 2.0, 1.8, 2.3])
-    ratios, looks = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
+    ratios, looks, _ = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
     assert [look.n for look in looks] == list(timing.LOOKS) and len(ratios) == timing.LOOKS[-1]
     assert {look.verdict for look in looks} == {"inconclusive"}
     assert {look.alpha for look in looks} == {LAST_LOOK_ALPHA}
 
 
+def test_a_failed_draw_is_set_aside_and_drawn_again():
+    """One negative ratio (seen on TF 2.18: an MLP round whose 200-batch fit cost less CPU than its
+    100-batch one) used to make every later look NaN; it is now recorded and replaced by a new draw."""
+    draws = itertools.chain([3.0, -9.67], itertools.cycle([3.3, 2.8, 3.1, 2.9]))
+    ratios, looks, failed = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
+    assert failed == [-9.67] and len(ratios) == timing.LOOKS[0] and all(r > 0 for r in ratios)
+    assert [look.verdict for look in looks] == ["holds"]
+
+
+def test_only_failed_draws_stop_after_the_last_look_s_count():
+    ratios, looks, failed = timing.sequential_ratio_test(lambda: math.nan, MUCH_SLOWER)
+    assert ratios == [] and len(failed) == timing.LOOKS[-1] and [look.verdict for look in looks] == ["inconclusive"]
+
+
 def test_time_cap_stops_before_the_next_look():
     clock = itertools.count(0.0, timing.TIME_CAP_S + 1)  # every reading is past the cap
     draws = itertools.cycle([1.6, 2.5, 2.0])
-    ratios, looks = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER, clock=lambda: next(clock))
+    ratios, looks, _ = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER, clock=lambda: next(clock))
     assert len(looks) == 1 and len(ratios) == timing.LOOKS[0] and looks[0].verdict == "inconclusive"
 
 
@@ -68,7 +82,7 @@ def decided_share(true_ratio: float, log_sd: float, alpha: float, trials: int = 
     rng = np.random.default_rng(1)
     decided = 0
     for _ in range(trials):
-        _, looks = timing.sequential_ratio_test(lambda: true_ratio * math.exp(rng.normal(0, log_sd)),
+        _, looks, _ = timing.sequential_ratio_test(lambda: true_ratio * math.exp(rng.normal(0, log_sd)),
                                                 MUCH_SLOWER, alpha=alpha)
         decided += looks[-1].verdict != "inconclusive"
     return decided / trials
