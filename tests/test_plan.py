@@ -213,7 +213,10 @@ def test_ctrl_c_while_training_leaves_the_cache_valid(pytester):
     cache = pytester.path / "cache"
     process = subprocess.Popen([sys.executable, "-m", "pytest", *options, "-p", "no:cacheprovider"],
                                cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                               # A shell without job control starts background jobs with SIGINT ignored, which
+                               # children inherit and Python then never turns into KeyboardInterrupt: restore it.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not any("epoch 1/" in p.read_text() for p in cache.glob("*.log")):
         if process.poll() is not None or time.monotonic() > deadline:
