@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 
 from fixtures import backend, models, stats, timing
 from fixtures.evidence import Ruling, Verdict, stated
+from fixtures.plan import NOTEBOOK_STEPS
 
 Q_RESULTS = "Q: What do you think of 1) the final accuracy and 2) the training time, compared to the MLP of last time?"
 Q_OVERFIT = "Q: When does your network start to overfit? How to recognize it?"
@@ -160,7 +161,6 @@ def test_cnn_more_accurate_than_mlp(claim, runs):
 MUCH_SLOWER = 2.0
 """"Much slower" read as more than twice as slow: a stated convention, since the notebook puts no
 number on the CNN/MLP gap (its one factor, "divided by a factor 5 or so", is what a GPU saves)."""
-NOTEBOOK_STEPS_PER_EPOCH = 844  # ceil(54000 / 64): 60k minus the 10% validation split, batch 64
 
 
 def cnn_vs_mlp_time_rule(cpu_ratios: Sequence[float], alpha: float, gpus: Sequence[str]) -> tuple[Verdict, timing.Look]:
@@ -188,17 +188,20 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     sample = timing.step_cost_sampler(runs.data.X_train, runs.data.T_train, ("basic_cnn", "mlp"))
     rounds: list[dict[str, timing.StepCost]] = []
 
-    def cpu_ratio() -> float:
-        rounds.append(sample())
-        return rounds[-1]["basic_cnn"].cpu_s / rounds[-1]["mlp"].cpu_s
+    def cpu_ratio(r: dict[str, timing.StepCost]) -> float:
+        return r["basic_cnn"].cpu_s / r["mlp"].cpu_s
 
-    ratios, looks, failed = timing.sequential_ratio_test(cpu_ratio, MUCH_SLOWER)
-    rounds = [r for r in rounds if (x := r["basic_cnn"].cpu_s / r["mlp"].cpu_s) > 0 and np.isfinite(x)]
+    def next_ratio() -> float:
+        rounds.append(sample())
+        return cpu_ratio(rounds[-1])
+
+    ratios, looks, failed = timing.sequential_ratio_test(next_ratio, MUCH_SLOWER)
+    rounds = [r for r in rounds if timing.is_measurement(cpu_ratio(r))]
     device = backend.device_description()
     verdict, last = cnn_vs_mlp_time_rule(ratios, looks[-1].alpha, device["gpus"])
     wall_ratios = [r["basic_cnn"].wall_s / r["mlp"].wall_s for r in rounds]
     wall = timing.ratio_look(wall_ratios, MUCH_SLOWER, last.alpha)
-    per_epoch = {measure: {name: [getattr(r[name], measure) * NOTEBOOK_STEPS_PER_EPOCH for r in rounds]
+    per_epoch = {measure: {name: [getattr(r[name], measure) * NOTEBOOK_STEPS for r in rounds]
                            for name in ("basic_cnn", "mlp")} for measure in ("cpu_s", "wall_s")}
     cnn, fc = runs.get_all(basic(runs, seeds)), runs.get_all(mlp(runs, seeds))
     wall_text = (f"wall-time ratio {wall.mean:.2f} [{wall.ci_low:.2f}, {wall.ci_high:.2f}]" if np.isfinite(wall.mean)
