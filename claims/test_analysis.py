@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fixtures import backend, models, stats
+from fixtures import backend, models, recipes, stats
 from fixtures.analysis import (
     block_max_pool,
     class_means,
@@ -33,7 +33,7 @@ from fixtures.analysis import (
     gradient_energy_share,
     selectivity_index,
 )
-from fixtures.evidence import Ruling, stated
+from fixtures.claim import Ruling, stated
 
 EXAMPLE = 31727  # the notebook's `idx`: "This example could be a 1 or 7."
 N_RANDOM_PROBES = 4  # further training examples whose feature maps are checked too
@@ -48,14 +48,6 @@ QUESTION_FEATURE_MAPS = ("Q: Visualize the 16 feature maps using subplot(). "
                          "Relate these activation with the filters you have visualized previously.")
 QUESTION_DEEPER = ("Bonus question: if you had several convolutional layers in your network, visualize them "
                    "too. What do you think of the specificity of some features?")
-
-
-def _improved_spec(runs: Any, seed: int) -> Any:
-    return runs.spec("improved_cnn", batch_size=64, epochs=20, seed=seed)
-
-
-def _basic_spec(runs: Any, seed: int) -> Any:
-    return runs.spec("basic_cnn", batch_size=64, epochs=10, seed=seed)
 
 
 @dataclass
@@ -82,19 +74,9 @@ def relu_missing(layer: Any) -> str | None:
     if config.get("activation") != "relu":
         return f"its {layer.name} ({type(layer).__name__}) has activation {config.get('activation')!r}, not 'relu'"
     return None
-def improved_specs(runs: Any, seeds: Sequence[int]) -> list[Any]:
-    """The notebook's improved CNN, one run per seed: what every claim here declares (`runs=`)."""
-    return [_improved_spec(runs, s) for s in seeds]
-
-
-def first_basic(runs: Any, seeds: Sequence[int]) -> list[Any]:
-    """The basic CNN of the first seed, which weight-shapes also declares."""
-    return [_basic_spec(runs, seeds[0])]
-
-
 def improved_runs(runs: Any, seeds: Sequence[int]) -> list[Any]:
     """The notebook's improved CNN, one run per seed."""
-    return runs.get_all(improved_specs(runs, seeds))
+    return runs.get_all(recipes.improved(runs, seeds))
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +140,7 @@ def weight_shapes_rule(rows: Sequence[dict]) -> Ruling:
                                  for n, k in shapes) + f" ({len(rows)} layers checked, {len(bad)} not matching)")
 
 
-@pytest.mark.claim("weight-shapes", runs=(improved_specs, first_basic),
+@pytest.mark.claim("weight-shapes", runs=(recipes.improved, recipes.first_basic),
                    question="Q: Print the shape of these weights and relate them to the network.")
 def test_weight_shapes(claim, runs, seeds, improved):
     """"W = model.layers[0].get_weights()[0] ... Print the shape of these weights and relate them
@@ -171,7 +153,7 @@ def test_weight_shapes(claim, runs, seeds, improved):
     (kernel_size + (input channels, filters)), since the notebook's (3, 3, 1, 32) is about its own
     model; one without a Conv2D skips.
     """
-    basic, = runs.get_all(first_basic(runs, seeds))
+    basic, = runs.get_all(recipes.first_basic(runs, seeds))
     rows = []
     for name, run, notebook in [("improved", r, (3, 3, 1, 32)) for r in improved] + [("basic", basic, (3, 3, 1, 16))]:
         layout = models.find_layers(run.model)
@@ -227,7 +209,7 @@ def _first_conv_as_the_notebook_computes_it(probe: Probe) -> Any:
     return layer
 
 
-@pytest.mark.claim("feature-maps-are-filters", runs=(improved_specs,), question=QUESTION_FEATURE_MAPS)
+@pytest.mark.claim("feature-maps-are-filters", runs=(recipes.improved,), question=QUESTION_FEATURE_MAPS)
 def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_indices):
     """"Relate these activation with the filters you have visualized previously."
 
@@ -313,7 +295,7 @@ def _pool_size_as_the_notebook_computes_it(probe: Probe) -> int:
     return int(size[0])
 
 
-@pytest.mark.claim("pooling-maps", runs=(improved_specs,),
+@pytest.mark.claim("pooling-maps", runs=(recipes.improved,),
                    question="Q: Do the same with the output of the first max-pooling layer.")
 def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
     """"Do the same with the output of the first max-pooling layer." (the notebook prints (1, 13, 13, 32))
@@ -365,7 +347,7 @@ def deeper_layer_rule(rows: Sequence[dict]) -> Ruling:
                        f"min activation {min((r['min'] for r in rows), default=float('nan')):.3g}")
 
 
-@pytest.mark.claim("deeper-layer-shape", runs=(improved_specs,),
+@pytest.mark.claim("deeper-layer-shape", runs=(recipes.improved,),
                    question="Bonus question: if you had several convolutional layers in your network, visualize them too.")
 def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
     """"Bonus question: if you had several convolutional layers in your network, visualize them too."
@@ -413,7 +395,7 @@ def edge_rule(trained: Sequence[float], initial: Sequence[float], random: Sequen
                            f"edge score trained - initial {vs_init.describe(3)}; trained - random {vs_random.describe(3)}")
 
 
-@pytest.mark.claim("filters-detect-edges", runs=(improved_specs,),
+@pytest.mark.claim("filters-detect-edges", runs=(recipes.improved,),
                    question="Q: Visualize with imshow() each of the 16 filters of the first convolutional layer. "
                             "Interpret what kind of operation they perform on the image.")
 def test_filters_detect_edges(claim, runs):
@@ -498,7 +480,7 @@ def one_or_seven_rule(label: int, probabilities: np.ndarray, alpha: float = stat
     return Ruling.of_tests([test], "margin_1_7_over_others", f"min(p1, p7) - max(other) {test.describe(3)}")
 
 
-@pytest.mark.claim("ambiguous-31727", runs=(improved_specs,),
+@pytest.mark.claim("ambiguous-31727", runs=(recipes.improved,),
                    question="Q: Print what the model predict for it, its true label, and visualize the "
                             "probabilities in the softmax output layer (look at the doc of model.predict()):")
 def test_example_31727_is_a_one_or_a_seven(claim, runs, mnist, probe):
@@ -544,7 +526,7 @@ def ambiguities_rare_rule(fractions: Sequence[float], n_test: int, alpha: float 
     return Ruling.of_tests([test], "ambiguous_fraction", f"ambiguous fraction {test.describe(4)}")
 
 
-@pytest.mark.claim("ambiguities-rare", runs=(improved_specs,),
+@pytest.mark.claim("ambiguities-rare", runs=(recipes.improved,),
                    question="Q: Visualize the output of the network for different examples. "
                             "Do these ambiguities happen often?")
 def test_ambiguities_are_rare(claim, runs):
@@ -626,7 +608,7 @@ def deeper_specific_rule(conv2: Sequence[float], conv1: Sequence[float], alpha: 
     return Ruling.of_tests([test], "selectivity_conv2_minus_conv1", f"selectivity conv2 - conv1 {test.describe(3)}")
 
 
-@pytest.mark.claim("deeper-features-specific", runs=(improved_specs,), question=QUESTION_DEEPER)
+@pytest.mark.claim("deeper-features-specific", runs=(recipes.improved,), question=QUESTION_DEEPER)
 def test_deeper_features_are_more_class_specific(claim, runs):
     """"Bonus question: if you had several convolutional layers in your network, visualize them too.
     What do you think of the specificity of some features?"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fixtures import models
-from fixtures.evidence import Ruling, stated
+from fixtures.claim import Ruling, stated
 
 QUESTION_PARAMS = ("Q: Which layer has the most parameters? Why? "
                    "Compare with the fully-connected MLPs you obtained during exercise 5.")

@@ -1,7 +1,8 @@
 """The notebook's claims about training: overfitting, CNN vs MLP, batch size, the improved CNN.
 
 Every run comes from the training-run store at the notebook's settings (60k/10k MNIST,
-validation_split 0.1, the notebook's optimizers), one per seed. Each claim's rule is a pure
+validation_split 0.1, the notebook's optimizers), one per seed, as the notebook's recipes
+(fixtures.recipes) declare them. Each claim's rule is a pure
 function next to it (measured values -> verdict), deciding on the claim's continuous per-seed
 measure with a one-sided test over seeds; `claim.decide` applies it at each planned look.
 """
@@ -16,45 +17,16 @@ import pytest
 from scipy import stats as scipy_stats
 
 from fixtures import backend, models, stats, timing
-from fixtures.evidence import Ruling, Verdict, stated
-from fixtures.plan import NOTEBOOK_STEPS
+from fixtures.claim import Ruling, Verdict, stated
+from fixtures.recipes import BATCH_SIZES, NOTEBOOK_STEPS, basic, basic_128, batch_sweep, improved, mlp
 
 Q_RESULTS = "Q: What do you think of 1) the final accuracy and 2) the training time, compared to the MLP of last time?"
 Q_OVERFIT = "Q: When does your network start to overfit? How to recognize it?"
 Q_BATCH = "Q: Try different values for the batch size (16, 32, 64, 128..). What is its influence?"
 Q_IMPROVE = "Q: Improve the CNN to avoid overfitting. The test accuracy should be around 99%."
-BATCH_SIZES = (16, 32, 64, 128)
 MIN_RISE = 0.05  # "the training loss increases again": it climbs back >= 5% above its best value so far
 RISE_CAP = 1.0  # a rise is counted up to a doubling of the loss; a diverged run counts as the cap
 AROUND_99 = (0.985, 0.995)  # "around 99%": the accuracies that round to 99%
-
-
-# The runs each claim declares (`claim(..., runs=(fn, ...))`, trained by the session plan before the
-# first test) and its measure asks for: fn(store, seeds) -> the RunSpecs, one per seed.
-
-def basic(runs, seeds, batch_size: int = 64) -> list:
-    """The notebook's basic CNN runs: 10 epochs at `batch_size`, one per seed."""
-    return [runs.spec("basic_cnn", batch_size=batch_size, epochs=10, seed=s) for s in seeds]
-
-
-def basic_128(runs, seeds) -> list:
-    """The basic CNN at batch 128."""
-    return basic(runs, seeds, 128)
-
-
-def batch_sweep(runs, seeds) -> list:
-    """The basic CNN at every batch size of BATCH_SIZES, size by size."""
-    return [spec for b in BATCH_SIZES for spec in basic(runs, seeds, b)]
-
-
-def mlp(runs, seeds) -> list:
-    """The MLP baseline trained exactly like the basic CNN."""
-    return [runs.spec("mlp", batch_size=64, epochs=10, seed=s) for s in seeds]
-
-
-def improved(runs, seeds) -> list:
-    """The notebook's improved CNN runs: 20 epochs at batch 64, one per seed."""
-    return [runs.spec("improved_cnn", batch_size=64, epochs=20, seed=s) for s in seeds]
 
 
 def accuracy_on_test_set(run) -> float:

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fixtures.evidence import EVIDENCE_FILE, SCHEMA, USER_CACHE, Verdict
+from fixtures.claim import Verdict
+from fixtures.evidence import EVIDENCE_FILE, SCHEMA
+from fixtures.paths import EVIDENCE, default_dirs
 
 VERDICTS = tuple(v.value for v in Verdict)
-# Where `pytest claims` writes by default: pytest's cache in this checkout, or the per-user cache
-# dir when pytest runs with `-p no:cacheprovider`.
-DEFAULT_PATHS = (Path(__file__).resolve().parent.parent / ".pytest_cache" / "d" / "claims-evidence" / EVIDENCE_FILE,
-                 USER_CACHE / "claims-evidence" / EVIDENCE_FILE)
 
 
 class EvidenceError(Exception):
@@ -66,14 +64,15 @@ class Evidence:
 
 def resolve(path: str | os.PathLike | None) -> Path:
     """The evidence.json to read: PATH (file or its directory), else $MNIST_CLAIMS_EVIDENCE, else the newer
-    of the two default places (pytest's cache here, the per-user cache dir)."""
+    of the two default places (fixtures.paths: pytest's cache of this checkout, the per-user cache dir)."""
     chosen = path or os.environ.get("MNIST_CLAIMS_EVIDENCE")
     if chosen:
         p = Path(chosen)
         return p / EVIDENCE_FILE if p.is_dir() else p
-    found = [p for p in DEFAULT_PATHS if p.is_file()]
+    defaults = [d / EVIDENCE_FILE for d in default_dirs(EVIDENCE)]
+    found = [p for p in defaults if p.is_file()]
     if not found:
-        raise EvidenceError(f"no evidence found: looked in {DEFAULT_PATHS[0]} and {DEFAULT_PATHS[1]}")
+        raise EvidenceError(f"no evidence found: looked in {' and '.join(map(str, defaults))}")
     return max(found, key=lambda p: p.stat().st_mtime)
 
 

@@ -139,7 +139,7 @@ def test_baseline_comparison_lists_kept_claims_instead_of_comparing_them(tmp_pat
 def test_reports_finds_the_newer_default_evidence_or_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture) -> None:
     defaults = (tmp_path / "checkout" / "evidence.json", tmp_path / "user-cache" / "evidence.json")
-    monkeypatch.setattr(report_evidence, "DEFAULT_PATHS", defaults)
+    monkeypatch.setattr(report_evidence, "default_dirs", lambda name: [p.parent for p in defaults])
     monkeypatch.delenv("MNIST_CLAIMS_EVIDENCE", raising=False)
     with pytest.raises(EvidenceError, match=f"no evidence found: looked in {defaults[0]} and {defaults[1]}"):
         load()
@@ -161,7 +161,7 @@ def test_reports_finds_the_newer_default_evidence_or_says_where_it_looked(tmp_pa
 CLAIMS = '''
 import numpy as np
 import pytest
-from fixtures.evidence import Verdict
+from fixtures.claim import Verdict
 
 @pytest.mark.claim("c-holds")
 def test_holds(claim):

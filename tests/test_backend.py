@@ -73,9 +73,10 @@ def test_suite_never_imports_tensorflow_under_jax():
         print(json.dumps({"modules": modules, "backend": backend.active(), "versions": backend.library_versions(),
                           "device": backend.device_description(), "gpu": backend.has_gpu(),
                           "deterministic": backend.resolve_determinism("auto"),
-                          "determinism": backend.set_determinism(True), "roundoff": backend.conv_operand_roundoff(),
-                          "batches": type(backend.batches(np.zeros((5, 2)), np.zeros(5), 2, 0)).__name__,
-                          "peak": backend.peak_gpu_memory()}))
+                          "determinism": backend.current().set_determinism(True),
+                          "roundoff": backend.conv_operand_roundoff(),
+                          "batches": type(backend.current().batches(np.zeros((5, 2)), np.zeros(5), 2, 0)).__name__,
+                          "peak": backend.current().peak_gpu_memory()}))
     """
     result = last_json(python("import numpy as np\n" + textwrap.dedent(code), "jax", block_tensorflow=True))
     assert "fixtures.backend" in result["modules"] and "claims.test_analysis" in result["modules"]
@@ -195,8 +196,9 @@ def test_no_rounding_without_a_gpu():
 def fake_gpu(monkeypatch):
     """Pretend the backend sees one GPU of a chosen compute capability (default: Ampere, 8.0)."""
     capability = {"value": (8, 0)}
-    monkeypatch.setattr(backend, "_gpus", lambda: ["gpu0"])
-    monkeypatch.setattr(backend, "_gpu_name_and_capability", lambda gpu: ("fake", capability["value"]))
+    for kind in backend.BACKENDS.values():
+        monkeypatch.setattr(kind, "gpus", lambda self: ["gpu0"])
+        monkeypatch.setattr(kind, "gpu_name_and_capability", lambda self, gpu: ("fake", capability["value"]))
     monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
     return capability
 

@@ -7,14 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from fixtures.evidence import Ruling, Verdict, merge_runs, sequential
+from fixtures.claim import Ruling, Verdict, sequential
+from fixtures.evidence import merge_runs
 from fixtures.stats import ALPHA, one_sided, sequential_plan
 from tests.planted import claims_project
 
 CLAIMS = '''
 import numpy as np
 import pytest
-from fixtures.evidence import Verdict
+from fixtures.claim import Verdict
 
 @pytest.mark.claim("c-holds", question="Q: does it hold?")
 def test_holds(claim):
@@ -117,7 +118,7 @@ def test_ruling_fact_is_never_inconclusive():
 
 AUTO_CLAIMS = '''
 import pytest
-from fixtures.evidence import Ruling
+from fixtures.claim import Ruling
 from fixtures.stats import one_sided
 
 def rule(values, alpha):

@@ -9,7 +9,7 @@ from tests.planted import claims_project
 
 STEADY = '''
 import pytest
-from fixtures.evidence import Verdict
+from fixtures.claim import Verdict
 
 @pytest.mark.claim("steady-holds")
 def test_holds(claim):
@@ -23,7 +23,7 @@ def test_refuted(claim):
 FLIPPING = '''
 from pathlib import Path
 import pytest
-from fixtures.evidence import Verdict
+from fixtures.claim import Verdict
 
 @pytest.mark.claim("flips")
 def test_flips(claim):

@@ -10,9 +10,9 @@ import pytest
 
 from claims import test_analysis as analysis
 from claims import test_training as training
-from conftest import _seed_option
+from fixtures.plugin import seed_option
 from fixtures import stats
-from fixtures.evidence import Verdict, sequential
+from fixtures.claim import Verdict, sequential
 
 ONE_SEED_RULES = {
     "overfitting-signature": lambda: training.overfitting_rule([0.011]),
@@ -29,9 +29,9 @@ ONE_SEED_RULES = {
 
 
 def test_seeds_option_accepts_one() -> None:
-    assert _seed_option("1") == 1 and _seed_option("auto") == "auto"
+    assert seed_option("1") == 1 and seed_option("auto") == "auto"
     with pytest.raises(argparse.ArgumentTypeError, match="at least 1"):
-        _seed_option("0")
+        seed_option("0")
 
 
 @pytest.mark.parametrize("claim_id", ONE_SEED_RULES)

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures import backend, plan
+from fixtures import backend, plan, recipes
 from fixtures.data import load_mnist
 from fixtures.profiles import PROFILES
-from fixtures.runs import RECORD, RunStore
+from fixtures.runs import RunStore
+from fixtures.training import RECORD
 from tests.planted import REPO, claims_project
 from tests.tiny import tiny_data, tiny_store
 
@@ -30,19 +31,19 @@ def store(tmp_path):
 
 def cache_record(store: RunStore, spec, epoch_s: list[float]) -> None:
     """A cached run's record as RunStore writes it (only what the cost model reads)."""
-    (store.root / spec.key).mkdir()
-    (store.root / spec.key / RECORD).write_text(json.dumps({"spec": dataclasses.asdict(spec), "epoch_s": epoch_s}))
+    store.cache.entry(spec.key).mkdir()
+    (store.cache.entry(spec.key) / RECORD).write_text(json.dumps({"spec": dataclasses.asdict(spec), "epoch_s": epoch_s}))
 
 
 # --- cost model and order --------------------------------------------------------------------
 
 
 def test_default_table_gives_the_batch_64_epoch_times_and_scales_other_batch_sizes():
-    per_epoch = {m: plan.default_step_s(m, 64) * plan.NOTEBOOK_STEPS for m in ("basic_cnn", "improved_cnn", "mlp")}
+    per_epoch = {m: plan.default_step_s(m, 64) * recipes.NOTEBOOK_STEPS for m in ("basic_cnn", "improved_cnn", "mlp")}
     assert per_epoch == pytest.approx({"basic_cnn": 4.0, "improved_cnn": 11.5, "mlp": 1.0})
     # An epoch at batch b is (64 / b + 1) / 2 of batch 64's: 2.5x at 16, 0.75x at 128.
-    assert plan.default_step_s("basic_cnn", 16) * 4 * plan.NOTEBOOK_STEPS == pytest.approx(2.5 * 4.0)
-    assert plan.default_step_s("basic_cnn", 128) * plan.NOTEBOOK_STEPS / 2 == pytest.approx(0.75 * 4.0)
+    assert plan.default_step_s("basic_cnn", 16) * 4 * recipes.NOTEBOOK_STEPS == pytest.approx(2.5 * 4.0)
+    assert plan.default_step_s("basic_cnn", 128) * recipes.NOTEBOOK_STEPS / 2 == pytest.approx(0.75 * 4.0)
     assert plan.default_step_s("student_net", 64) == plan.default_step_s("basic_cnn", 64)
 
 
@@ -63,7 +64,7 @@ def test_cached_epoch_times_of_the_same_model_batch_and_profile_replace_the_defa
 def test_plan_is_deduplicated_uncached_and_longest_first(store):
     short, long_, middle = (store.spec("tiny", batch_size=32, epochs=e, seed=0) for e in (1, 8, 3))
     cached = store.spec("tiny", batch_size=32, epochs=20, seed=1)
-    (store.root / cached.key).mkdir()
+    store.cache.entry(cached.key).mkdir()
     todo = plan.make_plan([short, long_, middle, short, cached], store)
     assert [p.spec for p in todo] == [long_, middle, short]
     assert todo[0].cost_s == pytest.approx(8 / 3 * todo[1].cost_s)
@@ -86,9 +87,9 @@ def test_declared_specs_come_from_the_claim_markers_runs(store):
 
 def test_only_the_first_process_publishes_the_plan_with_the_logs_sizes_then(store, tmp_path):
     spec = store.spec("tiny", batch_size=32, epochs=1, seed=0)
-    store.log_path(spec).write_text("an earlier session's line\n")
+    store.cache.log(spec.key).path.write_text("an earlier session's line\n")
     todo = plan.make_plan([spec], store)
-    path = plan.plan_path(store.root, "s1")
+    path = plan.plan_path(store.cache.root, "s1")
     assert plan.publish(todo, store, path, workers=2)
     assert not plan.publish([], store, path, workers=2)
     written = json.loads(path.read_text())
@@ -154,7 +155,7 @@ def planted_claims(epochs: dict[str, int]) -> str:
 
 MISDECLARED = """
 
-from fixtures.evidence import Verdict
+from fixtures.claim import Verdict
 
 
 @pytest.mark.claim('c-misdeclared', runs=(short,))

@@ -17,7 +17,7 @@ from claims import test_analysis as analysis
 from claims import test_architecture as architecture
 from claims import test_training as training
 from fixtures import models
-from fixtures.evidence import Verdict
+from fixtures.claim import Verdict
 from fixtures.stats import rise_above_running_min
 
 REPO = Path(__file__).resolve().parent.parent

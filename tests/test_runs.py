@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from fixtures.runs import MODEL_FILE, RECORD, RunSpec
+from fixtures.runs import RunSpec
+from fixtures.training import MODEL_FILE, RECORD
 from tests.tiny import tiny_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +88,7 @@ def test_second_request_loads_from_cache(store, tmp_path):
     assert (first.source, again.source) == ("trained", "cached")
     assert again.history == first.history and again.evaluation == first.evaluation
     assert again.model.count_params() == first.model.count_params()
-    assert store.log_path(spec).read_text().count("epoch ") == 2
+    assert store.cache.log(spec.key).path.read_text().count("epoch ") == 2
 
 
 def test_training_does_not_change_later_keys(store):
@@ -131,7 +132,7 @@ def test_get_all_keeps_order_trains_duplicates_once_and_waits_for_locked_runs_la
     assert released["others_done"], "get_all waited on the locked run before training the free ones"
     assert [r.spec for r in runs] == [first, second, first, third] and runs[0] is runs[2]
     assert {r.source for r in runs} == {"trained"}
-    assert store.log_path(first).read_text().count("training ") == 1
+    assert store.cache.log(first.key).path.read_text().count("training ") == 1
     assert (tmp_path / first.key).stat().st_mtime > released["at"], "the locked run was trained after its release"
 
 
