@@ -44,15 +44,30 @@ def claims(session: nox.Session, env: str) -> None:
     reports, so it passes this session; any other failure (no tests, usage error, crash, no evidence) fails it.
     """
     session.install(*requirements(env))
-    session.run_install("python", "-c", "import importlib.metadata as m; "
-                        "found = {d.name.lower().replace('_', '-'): d.version for d in m.distributions()}; "
-                        f"print('resolved:', ', '.join(f'{{p}} {{found[p]}}' for p in {SHOWN_VERSIONS!r} "
-                        "if p in found))")
+    session.run_install(
+        "python",
+        "-c",
+        "import importlib.metadata as m; "
+        "found = {d.name.lower().replace('_', '-'): d.version for d in m.distributions()}; "
+        f"print('resolved:', ', '.join(f'{{p}} {{found[p]}}' for p in {SHOWN_VERSIONS!r} "
+        "if p in found))",
+    )
     evidence = ARTIFACTS / env / "evidence.json"
     before = evidence.stat().st_mtime_ns if evidence.exists() else None
-    ran = session.run("python", "-m", "pytest", "claims", *PYTEST_DEFAULTS, "--claims-evidence", str(evidence.parent),
-                      "--claims-cache", str(RUNS_CACHE), *session.posargs,
-                      env={"KERAS_BACKEND": "jax" if env == "jax" else "tensorflow"}, success_codes=[0, 1])
+    ran = session.run(
+        "python",
+        "-m",
+        "pytest",
+        "claims",
+        *PYTEST_DEFAULTS,
+        "--claims-evidence",
+        str(evidence.parent),
+        "--claims-cache",
+        str(RUNS_CACHE),
+        *session.posargs,
+        env={"KERAS_BACKEND": "jax" if env == "jax" else "tensorflow"},
+        success_codes=[0, 1],
+    )
     if ran is not None and (not evidence.exists() or evidence.stat().st_mtime_ns == before):  # None: --install-only
         session.error(f"pytest recorded no claim in {evidence}: see its output above")
 
@@ -64,8 +79,13 @@ def environment_rows(found: dict[str, Path]) -> list[str]:
         evidence = json.loads(path.read_text(encoding="utf-8"))
         versions = evidence["session"].get("versions") or {}
         outcomes = [c.get("outcome") for c in evidence["claims"]]
-        rows.append(f"| {env} | " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " | "
-                    + " | ".join(str(outcomes.count(o)) for o in OUTCOMES) + " |")
+        rows.append(
+            f"| {env} | "
+            + ", ".join(f"{k} {v}" for k, v in versions.items())
+            + " | "
+            + " | ".join(str(outcomes.count(o)) for o in OUTCOMES)
+            + " |"
+        )
     return rows
 
 
@@ -82,24 +102,42 @@ def matrix(session: nox.Session) -> None:
         session.error(f"no evidence under {ARTIFACTS}/<env>/: run `nox -s claims` first")
     session.install(".")
     session.run("python", "-m", "reports", "--matrix", *map(str, found.values()), "--out", str(ARTIFACTS / "matrix"))
-    summary = ["# Nightly claims", "", *environment_rows(found), "",
-               (ARTIFACTS / "matrix" / "matrix.md").read_text(encoding="utf-8")]
+    summary = [
+        "# Nightly claims",
+        "",
+        *environment_rows(found),
+        "",
+        (ARTIFACTS / "matrix" / "matrix.md").read_text(encoding="utf-8"),
+    ]
     newest, failed = ENVIRONMENTS[0], False
     if newest not in found:
         summary.append(f"No report and no comparison with the baseline: {newest} recorded no evidence.")
     else:
         compare = ["--baseline", str(BASELINE), "--fail-on-change"] if BASELINE.exists() else []
         # subprocess, not session.run: its exit status decides and its lines go into the summary.
-        done = subprocess.run([shutil.which("python", path=session.bin), "-m", "reports", "--evidence",
-                               str(found[newest]), "--out", str(ARTIFACTS / "report"), *compare],
-                              capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(
+            [
+                shutil.which("python", path=session.bin),
+                "-m",
+                "reports",
+                "--evidence",
+                str(found[newest]),
+                "--out",
+                str(ARTIFACTS / "report"),
+                *compare,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         print(done.stdout + done.stderr, end="")
         if done.returncode not in (0, 1):
             session.error(f"the report of {newest} failed (exit {done.returncode})")
         failed = done.returncode == 1
         changes = [line for line in done.stderr.splitlines() if line.startswith("verdict changed")]
-        outcome = [f"- {line}" for line in changes or ["no verdict changed"]] if compare else \
-            [f"No baseline at {BASELINE}."]
+        outcome = (
+            [f"- {line}" for line in changes or ["no verdict changed"]] if compare else [f"No baseline at {BASELINE}."]
+        )
         summary += [f"## {newest} against the baseline", "", *outcome]
     (ARTIFACTS / "summary.md").write_text("\n".join(summary) + "\n", encoding="utf-8")
     session.log(f"summary: {ARTIFACTS / 'summary.md'}")

@@ -44,10 +44,14 @@ OFTEN = 0.05  # "often": at least 1 example in 20
 LEAST_CONFIDENT_KEPT = 25
 ACTIVATION_BATCH = 500
 
-QUESTION_FEATURE_MAPS = ("Q: Visualize the 16 feature maps using subplot(). "
-                         "Relate these activation with the filters you have visualized previously.")
-QUESTION_DEEPER = ("Bonus question: if you had several convolutional layers in your network, visualize them "
-                   "too. What do you think of the specificity of some features?")
+QUESTION_FEATURE_MAPS = (
+    "Q: Visualize the 16 feature maps using subplot(). "
+    "Relate these activation with the filters you have visualized previously."
+)
+QUESTION_DEEPER = (
+    "Bonus question: if you had several convolutional layers in your network, visualize them "
+    "too. What do you think of the specificity of some features?"
+)
 
 
 @dataclass
@@ -74,6 +78,8 @@ def relu_missing(layer: Any) -> str | None:
     if config.get("activation") != "relu":
         return f"its {layer.name} ({type(layer).__name__}) has activation {config.get('activation')!r}, not 'relu'"
     return None
+
+
 def improved_runs(runs: Any, seeds: Sequence[int]) -> list[Any]:
     """The notebook's improved CNN, one run per seed."""
     return runs.get_all(recipes.improved(runs, seeds))
@@ -109,8 +115,9 @@ def probe(mnist: Any, probe_indices: list[int]) -> Callable[[Any], Probe]:
             outputs = sub.predict(x, verbose=0)
             *maps, probabilities = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             by_index = dict(zip(found, maps))
-            done[run.spec.key] = Probe(run, layout, *(by_index.get(i) for i in (layout.conv1, layout.pool1, layout.conv2)),
-                                       probabilities)
+            done[run.spec.key] = Probe(
+                run, layout, *(by_index.get(i) for i in (layout.conv1, layout.pool1, layout.conv2)), probabilities
+            )
         return done[run.spec.key]
 
     return compute
@@ -129,21 +136,29 @@ def weight_shapes_rule(rows: Sequence[dict]) -> Ruling:
     """Exact identity (never inconclusive): every checked layers[0] kernel has its model's expected shape,
     (3,3,1,32) for the improved CNN and (3,3,1,16) for the basic one, equal to the layer's
     kernel_size + (input channels, filters), with a (filters,) bias."""
+
     def ok(r: dict) -> bool:
         related = (*r["kernel_size"], r["input_channels"], r["filters"])
         return tuple(r["kernel"]) == tuple(r["expected_kernel"]) == related and tuple(r["bias"]) == (r["filters"],)
 
     bad = [r for r in rows if not ok(r)]
     shapes = sorted({(r["model"], tuple(r["kernel"])) for r in rows})
-    return Ruling.fact(bool(rows) and not bad, "layers_not_matching", len(bad),
-                       "; ".join(f"{n} CNN W {k} = {k[0]}x{k[1]} kernel x {k[2]} input channel x {k[3]} filters"
-                                 for n, k in shapes) + f" ({len(rows)} layers checked, {len(bad)} not matching)")
+    return Ruling.fact(
+        bool(rows) and not bad,
+        "layers_not_matching",
+        len(bad),
+        "; ".join(f"{n} CNN W {k} = {k[0]}x{k[1]} kernel x {k[2]} input channel x {k[3]} filters" for n, k in shapes)
+        + f" ({len(rows)} layers checked, {len(bad)} not matching)",
+    )
 
 
-@pytest.mark.claim("weight-shapes", runs=(recipes.improved, recipes.first_basic),
-                   question="Q: Print the shape of these weights and relate them to the network.")
+@pytest.mark.claim(
+    "weight-shapes",
+    runs=(recipes.improved, recipes.first_basic),
+    question="Q: Print the shape of these weights and relate them to the network.",
+)
 def test_weight_shapes(claim, runs, seeds, improved):
-    """"W = model.layers[0].get_weights()[0] ... Print the shape of these weights and relate them
+    """ "W = model.layers[0].get_weights()[0] ... Print the shape of these weights and relate them
     to the network." (the notebook prints `W shape :  (3, 3, 1, 32)`)
 
     The first conv layer's kernel is (kernel height, kernel width, input channels, filters):
@@ -153,7 +168,7 @@ def test_weight_shapes(claim, runs, seeds, improved):
     (kernel_size + (input channels, filters)), since the notebook's (3, 3, 1, 32) is about its own
     model; one without a Conv2D skips.
     """
-    basic, = runs.get_all(recipes.first_basic(runs, seeds))
+    (basic,) = runs.get_all(recipes.first_basic(runs, seeds))
     rows = []
     for name, run, notebook in [("improved", r, (3, 3, 1, 32)) for r in improved] + [("basic", basic, (3, 3, 1, 16))]:
         layout = models.find_layers(run.model)
@@ -163,9 +178,18 @@ def test_weight_shapes(claim, runs, seeds, improved):
         kernel, bias = layer.get_weights()
         input_channels = layer.input.shape[-1]
         own = (*layer.kernel_size, input_channels, layer.filters)
-        rows.append({"model": name, "seed": run.spec.seed, "kernel": kernel.shape, "bias": bias.shape,
-                     "expected_kernel": own if run.spec.model_source else notebook,
-                     "kernel_size": tuple(layer.kernel_size), "input_channels": input_channels, "filters": layer.filters})
+        rows.append(
+            {
+                "model": name,
+                "seed": run.spec.seed,
+                "kernel": kernel.shape,
+                "bias": bias.shape,
+                "expected_kernel": own if run.spec.model_source else notebook,
+                "kernel_size": tuple(layer.kernel_size),
+                "input_channels": input_channels,
+                "filters": layer.filters,
+            }
+        )
     ruling = weight_shapes_rule(rows)
     claim.check(
         ruling.verdict,
@@ -188,8 +212,12 @@ def feature_maps_rule(shapes_ok: Sequence[bool], error_over_bound: Sequence[floa
     gamma_10 * (|x|*|W| + |b|) (Higham eq. 3.5; TF32-widened on GPU), i.e. the worst error/bound <= 1."""
     worst = max(error_over_bound, default=float("nan"))
     holds = bool(shapes_ok) and all(shapes_ok) and worst <= 1.0
-    return Ruling.fact(holds, "worst_error_over_bound", worst,
-                       f"worst error at {worst:.2f} of the rounding bound over {len(shapes_ok)} seed(s)")
+    return Ruling.fact(
+        holds,
+        "worst_error_over_bound",
+        worst,
+        f"worst error at {worst:.2f} of the rounding bound over {len(shapes_ok)} seed(s)",
+    )
 
 
 def _first_conv_as_the_notebook_computes_it(probe: Probe) -> Any:
@@ -199,8 +227,11 @@ def _first_conv_as_the_notebook_computes_it(probe: Probe) -> Any:
     layer = model.layers[probe.layout.conv1]
     config = layer.get_config()
     wanted = {"padding": "valid", "strides": (1, 1), "dilation_rate": (1, 1), "groups": 1, "use_bias": True}
-    differs = [f"{k}={config.get(k)!r}" for k, v in wanted.items()
-               if np.atleast_1d(config.get(k, v)).tolist() != np.atleast_1d(v).tolist()]
+    differs = [
+        f"{k}={config.get(k)!r}"
+        for k, v in wanted.items()
+        if np.atleast_1d(config.get(k, v)).tolist() != np.atleast_1d(v).tolist()
+    ]
     if differs:
         skip_unless(f"its first Conv2D has {', '.join(differs)}; the reference computes a 'valid', stride-1 one")
     if not isinstance(layer.input._keras_history.operation, keras.layers.InputLayer):
@@ -211,7 +242,7 @@ def _first_conv_as_the_notebook_computes_it(probe: Probe) -> Any:
 
 @pytest.mark.claim("feature-maps-are-filters", runs=(recipes.improved,), question=QUESTION_FEATURE_MAPS)
 def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_indices):
-    """"Relate these activation with the filters you have visualized previously."
+    """ "Relate these activation with the filters you have visualized previously."
 
     Each feature map of the first conv layer is the input image cross-correlated with one filter,
     plus its bias, through ReLU. For 31727 and four random training examples, layers[0]'s output
@@ -247,24 +278,31 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
         shapes_ok.append(shape_ok)
         max_errors.append(max(errors))
         worst_ratios.append(max(ratios))
-        measured["per_seed"].append({"seed": probe.run.spec.seed, "shape": (1, *probe.conv1.shape[1:]),
-                                     "max_abs_error": errors, "error_over_bound": ratios,
-                                     "max_abs_map": float(np.abs(probe.conv1).max())})
+        measured["per_seed"].append(
+            {
+                "seed": probe.run.spec.seed,
+                "shape": (1, *probe.conv1.shape[1:]),
+                "max_abs_error": errors,
+                "error_over_bound": ratios,
+                "max_abs_map": float(np.abs(probe.conv1).max()),
+            }
+        )
     first = probes[0]
-    claim.save_arrays(image=images[0] + mnist.X_mean[:, :, 0],
-                      filters=first.run.model.layers[first.layout.conv1].get_weights()[0],
-                      conv_maps=first.conv1[0])
+    claim.save_arrays(
+        image=images[0] + mnist.X_mean[:, :, 0],
+        filters=first.run.model.layers[first.layout.conv1].get_weights()[0],
+        conv_maps=first.conv1[0],
+    )
     ruling = feature_maps_rule(shapes_ok, worst_ratios)
     claim.check(
         ruling.verdict,
         rule=stated(feature_maps_rule),
         headline=ruling.headline,
         summary=f"maps {(1, *first.conv1.shape[1:])} = ReLU(x corr W_k + b_k) for {len(probe_indices)} images x "
-                f"{len(probes)} seed(s): max abs error {max(max_errors):.2e}, at most {max(worst_ratios):.2f} "
-                f"of the rounding bound",
+        f"{len(probes)} seed(s): max abs error {max(max_errors):.2e}, at most {max(worst_ratios):.2f} "
+        f"of the rounding bound",
         measured=measured,
-        statistics={"max_abs_error": stats.summarize(max_errors),
-                    "error_over_bound": stats.summarize(worst_ratios)},
+        statistics={"max_abs_error": stats.summarize(max_errors), "error_over_bound": stats.summarize(worst_ratios)},
         runs=[p.run for p in probes],
         seeds=seeds,
     )
@@ -275,8 +313,12 @@ def pooling_rule(differing: Sequence[int]) -> Ruling:
     output has the expected shape and equals the 2x2 block maximum of layers[0]'s maps in every element
     (differing elements per seed; -1 marks a wrong shape)."""
     holds = bool(differing) and all(d == 0 for d in differing)
-    return Ruling.fact(holds, "differing_elements", sum(abs(d) for d in differing),
-                       f"differing elements per seed {list(differing)} (-1: wrong shape)")
+    return Ruling.fact(
+        holds,
+        "differing_elements",
+        sum(abs(d) for d in differing),
+        f"differing elements per seed {list(differing)} (-1: wrong shape)",
+    )
 
 
 def _pool_size_as_the_notebook_computes_it(probe: Probe) -> int:
@@ -290,15 +332,18 @@ def _pool_size_as_the_notebook_computes_it(probe: Probe) -> int:
     if pool.input._keras_history.operation is not conv:
         skip_unless(f"its first MaxPooling2D ({pool.name}) does not pool the first Conv2D's output directly")
     if size[0] != size[1] or strides != size or config["padding"] != "valid":
-        skip_unless(f"its first MaxPooling2D has pool_size={size}, strides={strides}, padding={config['padding']!r}; "
-                    "the reference takes non-overlapping square 'valid' blocks")
+        skip_unless(
+            f"its first MaxPooling2D has pool_size={size}, strides={strides}, padding={config['padding']!r}; "
+            "the reference takes non-overlapping square 'valid' blocks"
+        )
     return int(size[0])
 
 
-@pytest.mark.claim("pooling-maps", runs=(recipes.improved,),
-                   question="Q: Do the same with the output of the first max-pooling layer.")
+@pytest.mark.claim(
+    "pooling-maps", runs=(recipes.improved,), question="Q: Do the same with the output of the first max-pooling layer."
+)
 def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
-    """"Do the same with the output of the first max-pooling layer." (the notebook prints (1, 13, 13, 32))
+    """ "Do the same with the output of the first max-pooling layer." (the notebook prints (1, 13, 13, 32))
 
     layers[1]'s output is (13, 13, 32) per image and equals, exactly, the maximum of each
     non-overlapping 2x2 block of the conv maps computed in the same pass (maps reshaped
@@ -319,10 +364,14 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
         expected = np.stack([block_max_pool(maps, size) for maps in probe.conv1])
         differing = int(np.sum(probe.pool1 != expected)) if shape_ok else -1
         mismatches.append(differing)
-        measured["per_seed"].append({"seed": probe.run.spec.seed, "shape": (1, *probe.pool1.shape[1:]),
-                                     "differing_elements": differing,
-                                     "max_abs_difference": float(np.abs(probe.pool1 - expected).max())
-                                     if shape_ok else None})
+        measured["per_seed"].append(
+            {
+                "seed": probe.run.spec.seed,
+                "shape": (1, *probe.pool1.shape[1:]),
+                "differing_elements": differing,
+                "max_abs_difference": float(np.abs(probe.pool1 - expected).max()) if shape_ok else None,
+            }
+        )
     first = probes[0]
     claim.save_arrays(pool_maps=first.pool1[0])
     ruling = pooling_rule(mismatches)
@@ -331,7 +380,7 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
         rule=stated(pooling_rule),
         headline=ruling.headline,
         summary=f"pooling maps {(1, *first.pool1.shape[1:])}: 2x2 block maxima of the 26x26 conv maps, "
-                f"{sum(mismatches)} differing elements over {len(probe_indices)} images x {len(probes)} seed(s)",
+        f"{sum(mismatches)} differing elements over {len(probe_indices)} images x {len(probes)} seed(s)",
         measured=measured,
         runs=[p.run for p in probes],
         seeds=seeds,
@@ -342,15 +391,22 @@ def deeper_layer_rule(rows: Sequence[dict]) -> Ruling:
     """Exact identity (never inconclusive): on every seed layers[3] is a Conv2D whose output is
     (n_images, 11, 11, 64) with no negative value (ReLU)."""
     ok = [r["layer"] == "Conv2D" and tuple(r["shape"]) == (r["images"], 11, 11, 64) and r["min"] >= 0.0 for r in rows]
-    return Ruling.fact(bool(ok) and all(ok), "seeds_not_matching", ok.count(False),
-                       f"layers[3] {sorted({r['layer'] for r in rows})}, shapes {sorted({tuple(r['shape']) for r in rows})}, "
-                       f"min activation {min((r['min'] for r in rows), default=float('nan')):.3g}")
+    return Ruling.fact(
+        bool(ok) and all(ok),
+        "seeds_not_matching",
+        ok.count(False),
+        f"layers[3] {sorted({r['layer'] for r in rows})}, shapes {sorted({tuple(r['shape']) for r in rows})}, "
+        f"min activation {min((r['min'] for r in rows), default=float('nan')):.3g}",
+    )
 
 
-@pytest.mark.claim("deeper-layer-shape", runs=(recipes.improved,),
-                   question="Bonus question: if you had several convolutional layers in your network, visualize them too.")
+@pytest.mark.claim(
+    "deeper-layer-shape",
+    runs=(recipes.improved,),
+    question="Bonus question: if you had several convolutional layers in your network, visualize them too.",
+)
 def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
-    """"Bonus question: if you had several convolutional layers in your network, visualize them too."
+    """ "Bonus question: if you had several convolutional layers in your network, visualize them too."
     (the notebook prints (1, 11, 11, 64) for model.layers[3])
 
     layers[3] is the second Conv2D (64 filters, 3x3, valid, ReLU) applied to the 13x13 pooled maps,
@@ -363,9 +419,16 @@ def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
     measured: dict[str, Any] = {"per_seed": []}
     for probe in probes:
         layer = probe.run.model.layers[probe.layout.conv2]
-        measured["per_seed"].append({"seed": probe.run.spec.seed, "layer": type(layer).__name__,
-                                     "images": len(probe_indices), "shape": probe.conv2.shape,
-                                     "min": float(probe.conv2.min()), "zero_fraction": float(np.mean(probe.conv2 == 0))})
+        measured["per_seed"].append(
+            {
+                "seed": probe.run.spec.seed,
+                "layer": type(layer).__name__,
+                "images": len(probe_indices),
+                "shape": probe.conv2.shape,
+                "min": float(probe.conv2.min()),
+                "zero_fraction": float(np.mean(probe.conv2 == 0)),
+            }
+        )
     ruling = deeper_layer_rule(measured["per_seed"])
     first = probes[0]
     claim.save_arrays(conv2_maps=first.conv2[0])
@@ -375,7 +438,7 @@ def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
         rule=stated(deeper_layer_rule),
         headline=ruling.headline,
         summary=f"layers[3] ({measured['per_seed'][0]['layer']}) maps {(1, *first.conv2.shape[1:])}; "
-                f"{np.mean(zero):.0%} of its activations on the probe images are zero",
+        f"{np.mean(zero):.0%} of its activations on the probe images are zero",
         measured=measured,
         statistics={"zero_fraction": stats.summarize(zero)},
         runs=[p.run for p in probes],
@@ -383,23 +446,30 @@ def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
     )
 
 
-def edge_rule(trained: Sequence[float], initial: Sequence[float], random: Sequence[float],
-              alpha: float = stats.ALPHA) -> Ruling:
+def edge_rule(
+    trained: Sequence[float], initial: Sequence[float], random: Sequence[float], alpha: float = stats.ALPHA
+) -> Ruling:
     """Mean edge score (Sobel-template energy share) of each seed's 32 trained first-layer filters, paired by
     seed with the same filters at initialisation and with 512 scale-matched random filters: holds if the
     trained mean exceeds both (one-sided paired t-tests over seeds at alpha), refuted if either test
     finds it lower at alpha/2, else inconclusive."""
     vs_init = stats.compare(trained, initial, alpha=alpha).test
     vs_random = stats.compare(trained, random, alpha=alpha).test
-    return Ruling.of_tests([vs_init, vs_random], "edge_score_trained_minus_initial",
-                           f"edge score trained - initial {vs_init.describe(3)}; trained - random {vs_random.describe(3)}")
+    return Ruling.of_tests(
+        [vs_init, vs_random],
+        "edge_score_trained_minus_initial",
+        f"edge score trained - initial {vs_init.describe(3)}; trained - random {vs_random.describe(3)}",
+    )
 
 
-@pytest.mark.claim("filters-detect-edges", runs=(recipes.improved,),
-                   question="Q: Visualize with imshow() each of the 16 filters of the first convolutional layer. "
-                            "Interpret what kind of operation they perform on the image.")
+@pytest.mark.claim(
+    "filters-detect-edges",
+    runs=(recipes.improved,),
+    question="Q: Visualize with imshow() each of the 16 filters of the first convolutional layer. "
+    "Interpret what kind of operation they perform on the image.",
+)
 def test_filters_detect_edges(claim, runs):
-    """"Visualize with imshow() each of the 16 filters of the first convolutional layer. Interpret
+    """ "Visualize with imshow() each of the 16 filters of the first convolutional layer. Interpret
     what kind of operation they perform on the image."
 
     The usual interpretation: the first-layer filters are oriented edge (contrast) detectors,
@@ -415,6 +485,7 @@ def test_filters_detect_edges(claim, runs):
     Mann-Whitney (trained vs random) p-values. A student's model: its first Conv2D, if its filters are
     3x3 over the one input channel (what the Sobel templates score); otherwise the claim skips.
     """
+
     def measure(seeds: list[int]) -> dict:
         rows, arrays = [], {}
         for run in improved_runs(runs, seeds):
@@ -423,27 +494,44 @@ def test_filters_detect_edges(claim, runs):
             conv = layout.conv1
             trained = run.model.layers[conv].get_weights()[0]
             if trained.shape[:3] != (3, 3, 1):
-                skip_unless(f"its first Conv2D's kernel is {trained.shape}; the edge score needs 3x3 filters over one channel")
+                skip_unless(
+                    f"its first Conv2D's kernel is {trained.shape}; the edge score needs 3x3 filters over one channel"
+                )
             initial = run.initial_model().layers[conv].get_weights()[0]
             rng = np.random.default_rng(run.spec.seed)
             sd = trained[:, :, 0, :].std(axis=(0, 1))
             filters = trained.shape[3]
-            random = (rng.standard_normal((3, 3, 1, filters, RANDOM_FILTERS_PER_FILTER)) * sd[:, None]).reshape(3, 3, 1, -1)
+            random = (rng.standard_normal((3, 3, 1, filters, RANDOM_FILTERS_PER_FILTER)) * sd[:, None]).reshape(
+                3, 3, 1, -1
+            )
             s_trained, s_init, s_random = (gradient_energy_share(f) for f in (trained, initial, random))
-            rows.append({
-                "seed": run.spec.seed, "run": run, "filters": filters, "mean_score_trained": float(s_trained.mean()),
-                "mean_score_initial": float(s_init.mean()), "mean_score_random": float(s_random.mean()),
-                "median_score_trained": float(np.median(s_trained)),
-                "filters_above_half_trained": int(np.sum(s_trained > 0.5)),
-                "filters_above_half_initial": int(np.sum(s_init > 0.5)),
-                "p_trained_gt_initial_wilcoxon": float(sps.wilcoxon(s_trained, s_init, alternative="greater").pvalue),
-                "p_trained_gt_random_mannwhitney": float(sps.mannwhitneyu(s_trained, s_random,
-                                                                           alternative="greater").pvalue),
-            })
-            arrays = arrays or dict(filters=trained, filters_init=initial, score_trained=s_trained,
-                                    score_init=s_init, score_random=s_random)
-        return {"rows": rows, "arrays": arrays,
-                **{k: [r[f"mean_score_{k}"] for r in rows] for k in ("trained", "initial", "random")}}
+            rows.append(
+                {
+                    "seed": run.spec.seed,
+                    "run": run,
+                    "filters": filters,
+                    "mean_score_trained": float(s_trained.mean()),
+                    "mean_score_initial": float(s_init.mean()),
+                    "mean_score_random": float(s_random.mean()),
+                    "median_score_trained": float(np.median(s_trained)),
+                    "filters_above_half_trained": int(np.sum(s_trained > 0.5)),
+                    "filters_above_half_initial": int(np.sum(s_init > 0.5)),
+                    "p_trained_gt_initial_wilcoxon": float(
+                        sps.wilcoxon(s_trained, s_init, alternative="greater").pvalue
+                    ),
+                    "p_trained_gt_random_mannwhitney": float(
+                        sps.mannwhitneyu(s_trained, s_random, alternative="greater").pvalue
+                    ),
+                }
+            )
+            arrays = arrays or dict(
+                filters=trained, filters_init=initial, score_trained=s_trained, score_init=s_init, score_random=s_random
+            )
+        return {
+            "rows": rows,
+            "arrays": arrays,
+            **{k: [r[f"mean_score_{k}"] for r in rows] for k in ("trained", "initial", "random")},
+        }
 
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: edge_rule(m["trained"], m["initial"], m["random"], alpha))
     claim.save_arrays(**m["arrays"])
@@ -453,12 +541,15 @@ def test_filters_detect_edges(claim, runs):
         ruling.verdict,
         rule=stated(edge_rule),
         summary=f"mean edge score trained {np.mean(m['trained']):.2f} vs initial {np.mean(m['initial']):.2f} vs random "
-                f"{np.mean(m['random']):.2f} (chance 0.25); {ruling.headline['text']}; seed {s0['seed']}: "
-                f"{s0['filters_above_half_trained']}/{s0['filters']} filters > 0.5",
-        headline=ruling.headline, detectable=ruling.detectable,
+        f"{np.mean(m['random']):.2f} (chance 0.25); {ruling.headline['text']}; seed {s0['seed']}: "
+        f"{s0['filters_above_half_trained']}/{s0['filters']} filters > 0.5",
+        headline=ruling.headline,
+        detectable=ruling.detectable,
         measured={"random_filters_per_seed": RANDOM_FILTERS_PER_FILTER * s0["filters"], "per_seed": m["rows"]},
-        statistics={"mean_score_trained_vs_initial": stats.compare(m["trained"], m["initial"], alpha=ruling.alpha),
-                    "mean_score_trained_vs_random": stats.compare(m["trained"], m["random"], alpha=ruling.alpha)},
+        statistics={
+            "mean_score_trained_vs_initial": stats.compare(m["trained"], m["initial"], alpha=ruling.alpha),
+            "mean_score_trained_vs_random": stats.compare(m["trained"], m["random"], alpha=ruling.alpha),
+        },
         runs=runs_used,
         seeds=seeds,
     )
@@ -480,11 +571,14 @@ def one_or_seven_rule(label: int, probabilities: np.ndarray, alpha: float = stat
     return Ruling.of_tests([test], "margin_1_7_over_others", f"min(p1, p7) - max(other) {test.describe(3)}")
 
 
-@pytest.mark.claim("ambiguous-31727", runs=(recipes.improved,),
-                   question="Q: Print what the model predict for it, its true label, and visualize the "
-                            "probabilities in the softmax output layer (look at the doc of model.predict()):")
+@pytest.mark.claim(
+    "ambiguous-31727",
+    runs=(recipes.improved,),
+    question="Q: Print what the model predict for it, its true label, and visualize the "
+    "probabilities in the softmax output layer (look at the doc of model.predict()):",
+)
 def test_example_31727_is_a_one_or_a_seven(claim, runs, mnist, probe):
-    """"This example could be a 1 or 7. That is why you will never get 100% accuracy on MNIST:
+    """ "This example could be a 1 or 7. That is why you will never get 100% accuracy on MNIST:
     some examples are hard even for humans…"
 
     Training example 31727 is labelled 1 (the notebook prints 1). If it could be a 1 or a 7, the
@@ -499,15 +593,25 @@ def test_example_31727_is_a_one_or_a_seven(claim, runs, mnist, probe):
         return {"probes": probes_, "probabilities": np.stack([p.probabilities[0] for p in probes_])}  # probe 0: EXAMPLE
 
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: one_or_seven_rule(label, m["probabilities"], alpha))
-    rows = [{"seed": pr.run.spec.seed, "prediction": int(p.argmax()), "top2": sorted(int(c) for c in np.argsort(p)[-2:]),
-             "p1": float(p[1]), "p7": float(p[7]), "probabilities": p} for pr, p in zip(m["probes"], m["probabilities"])]
+    rows = [
+        {
+            "seed": pr.run.spec.seed,
+            "prediction": int(p.argmax()),
+            "top2": sorted(int(c) for c in np.argsort(p)[-2:]),
+            "p1": float(p[1]),
+            "p7": float(p[7]),
+            "probabilities": p,
+        }
+        for pr, p in zip(m["probes"], m["probabilities"])
+    ]
     claim.save_arrays(image=mnist.X_train[EXAMPLE][:, :, 0] + mnist.X_mean[:, :, 0], probabilities=m["probabilities"])
     claim.check(
         ruling.verdict,
         rule=stated(one_or_seven_rule),
         summary=f"label {label}; {ruling.headline['text']}; predictions {[r['prediction'] for r in rows]}, top-2 "
-                f"{[r['top2'] for r in rows]}, p(1) {[round(r['p1'], 3) for r in rows]}, p(7) {[round(r['p7'], 3) for r in rows]}",
-        headline=ruling.headline, detectable=ruling.detectable,
+        f"{[r['top2'] for r in rows]}, p(1) {[round(r['p1'], 3) for r in rows]}, p(7) {[round(r['p7'], 3) for r in rows]}",
+        headline=ruling.headline,
+        detectable=ruling.detectable,
         measured={"index": EXAMPLE, "label": label, "per_seed": rows},
         statistics={"p1": stats.summarize([r["p1"] for r in rows]), "p7": stats.summarize([r["p7"] for r in rows])},
         runs=[p.run for p in m["probes"]],
@@ -526,11 +630,13 @@ def ambiguities_rare_rule(fractions: Sequence[float], n_test: int, alpha: float 
     return Ruling.of_tests([test], "ambiguous_fraction", f"ambiguous fraction {test.describe(4)}")
 
 
-@pytest.mark.claim("ambiguities-rare", runs=(recipes.improved,),
-                   question="Q: Visualize the output of the network for different examples. "
-                            "Do these ambiguities happen often?")
+@pytest.mark.claim(
+    "ambiguities-rare",
+    runs=(recipes.improved,),
+    question="Q: Visualize the output of the network for different examples. Do these ambiguities happen often?",
+)
 def test_ambiguities_are_rare(claim, runs):
-    """"Q: Visualize the output of the network for different examples. Do these ambiguities happen
+    """ "Q: Visualize the output of the network for different examples. Do these ambiguities happen
     often?" (implied answer: no, "some examples are hard even for humans")
 
     An example is ambiguous like 31727 when the model gives a second digit a real chance: a
@@ -547,30 +653,49 @@ def test_ambiguities_are_rare(claim, runs):
         for run in trained:
             p = run.test_probabilities
             if p.shape != (len(labels), 10):
-                raise AssertionError(f"{run.spec.label}: test probabilities {p.shape} do not match {len(labels)} labels")
+                raise AssertionError(
+                    f"{run.spec.label}: test probabilities {p.shape} do not match {len(labels)} labels"
+                )
             ambiguous = np.sort(p, axis=1)[:, -2] >= RUNNER_UP
             wrong = p.argmax(axis=1) != labels
-            rows.append({"seed": run.spec.seed, "ambiguous": int(ambiguous.sum()), "fraction": float(ambiguous.mean()),
-                         "error_rate": float(wrong.mean()),
-                         "error_rate_if_ambiguous": float(wrong[ambiguous].mean()) if ambiguous.any() else None,
-                         "error_rate_if_confident": float(wrong[~ambiguous].mean()),
-                         "share_of_errors_ambiguous": float(ambiguous[wrong].mean()) if wrong.any() else None})
+            rows.append(
+                {
+                    "seed": run.spec.seed,
+                    "ambiguous": int(ambiguous.sum()),
+                    "fraction": float(ambiguous.mean()),
+                    "error_rate": float(wrong.mean()),
+                    "error_rate_if_ambiguous": float(wrong[ambiguous].mean()) if ambiguous.any() else None,
+                    "error_rate_if_confident": float(wrong[~ambiguous].mean()),
+                    "share_of_errors_ambiguous": float(ambiguous[wrong].mean()) if wrong.any() else None,
+                }
+            )
         return {"runs": trained, "rows": rows, "fractions": [r["fraction"] for r in rows]}
 
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: ambiguities_rare_rule(m["fractions"], len(labels), alpha))
     p = m["runs"][0].test_probabilities
     least_confident = np.argsort(p.max(axis=1), kind="stable")[:LEAST_CONFIDENT_KEPT]
-    claim.save_arrays(images=runs.data.x_test_raw[least_confident], labels=labels[least_confident],
-                      probabilities=p[least_confident], indices=least_confident)
+    claim.save_arrays(
+        images=runs.data.x_test_raw[least_confident],
+        labels=labels[least_confident],
+        probabilities=p[least_confident],
+        indices=least_confident,
+    )
     errors = [r["error_rate"] for r in m["rows"]]
     claim.check(
         ruling.verdict,
         rule=stated(ambiguities_rare_rule),
         summary=f"ambiguous (runner-up p >= {RUNNER_UP}): {[f'{f:.2%}' for f in m['fractions']]} of {len(labels)}; "
-                f"{ruling.headline['text']}; error rate {[f'{e:.2%}' for e in errors]}",
-        headline=ruling.headline, detectable=ruling.detectable,
-        measured={"runner_up_at_least": RUNNER_UP, "often_from": OFTEN, "n_test": len(labels),
-                  "fraction": m["fractions"], "error_rate": errors, "per_seed": m["rows"]},
+        f"{ruling.headline['text']}; error rate {[f'{e:.2%}' for e in errors]}",
+        headline=ruling.headline,
+        detectable=ruling.detectable,
+        measured={
+            "runner_up_at_least": RUNNER_UP,
+            "often_from": OFTEN,
+            "n_test": len(labels),
+            "fraction": m["fractions"],
+            "error_rate": errors,
+            "per_seed": m["rows"],
+        },
         statistics={"fraction": stats.summarize(m["fractions"]), "error_rate": stats.summarize(errors)},
         runs=m["runs"],
         seeds=seeds,
@@ -592,7 +717,7 @@ def _channel_statistics(model: Any, x: np.ndarray) -> tuple[list[np.ndarray], li
     means: list[list[np.ndarray]] = [[], []]
     zeros, sizes = [0, 0], [0, 0]
     for start in range(0, len(x), ACTIVATION_BATCH):
-        for i, a in enumerate(sub.predict_on_batch(x[start:start + ACTIVATION_BATCH])):
+        for i, a in enumerate(sub.predict_on_batch(x[start : start + ACTIVATION_BATCH])):
             a = np.asarray(a)
             means[i].append(a.mean(axis=(1, 2)))
             zeros[i] += int(np.count_nonzero(a == 0))
@@ -610,7 +735,7 @@ def deeper_specific_rule(conv2: Sequence[float], conv1: Sequence[float], alpha: 
 
 @pytest.mark.claim("deeper-features-specific", runs=(recipes.improved,), question=QUESTION_DEEPER)
 def test_deeper_features_are_more_class_specific(claim, runs):
-    """"Bonus question: if you had several convolutional layers in your network, visualize them too.
+    """ "Bonus question: if you had several convolutional layers in your network, visualize them too.
     What do you think of the specificity of some features?"
 
     The expected answer: features of the second conv layer are more specific (to digit classes,
@@ -632,18 +757,30 @@ def test_deeper_features_are_more_class_specific(claim, runs):
             (m1, m2), (z1, z2) = _channel_statistics(run.model, x)
             si1, si2 = (selectivity_index(class_means(m, labels)) for m in (m1, m2))
             live1, live2 = si1[~np.isnan(si1)], si2[~np.isnan(si2)]
-            rows.append({
-                "seed": run.spec.seed, "mean_selectivity_conv1": float(live1.mean()),
-                "mean_selectivity_conv2": float(live2.mean()),
-                "median_selectivity_conv1": float(np.median(live1)), "median_selectivity_conv2": float(np.median(live2)),
-                "max_selectivity_conv1": float(live1.max()), "max_selectivity_conv2": float(live2.max()),
-                "dead_channels_conv1": int(np.isnan(si1).sum()), "dead_channels_conv2": int(np.isnan(si2).sum()),
-                "zero_fraction_conv1": z1, "zero_fraction_conv2": z2,
-                "p_conv2_gt_conv1_mannwhitney": float(sps.mannwhitneyu(live2, live1, alternative="greater").pvalue),
-            })
+            rows.append(
+                {
+                    "seed": run.spec.seed,
+                    "mean_selectivity_conv1": float(live1.mean()),
+                    "mean_selectivity_conv2": float(live2.mean()),
+                    "median_selectivity_conv1": float(np.median(live1)),
+                    "median_selectivity_conv2": float(np.median(live2)),
+                    "max_selectivity_conv1": float(live1.max()),
+                    "max_selectivity_conv2": float(live2.max()),
+                    "dead_channels_conv1": int(np.isnan(si1).sum()),
+                    "dead_channels_conv2": int(np.isnan(si2).sum()),
+                    "zero_fraction_conv1": z1,
+                    "zero_fraction_conv2": z2,
+                    "p_conv2_gt_conv1_mannwhitney": float(sps.mannwhitneyu(live2, live1, alternative="greater").pvalue),
+                }
+            )
             arrays = arrays or dict(selectivity_conv1=si1, selectivity_conv2=si2)
-        return {"runs": trained, "rows": rows, "arrays": arrays,
-                "conv1": [r["mean_selectivity_conv1"] for r in rows], "conv2": [r["mean_selectivity_conv2"] for r in rows]}
+        return {
+            "runs": trained,
+            "rows": rows,
+            "arrays": arrays,
+            "conv1": [r["mean_selectivity_conv1"] for r in rows],
+            "conv2": [r["mean_selectivity_conv2"] for r in rows],
+        }
 
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: deeper_specific_rule(m["conv2"], m["conv1"], alpha))
     claim.save_arrays(**m["arrays"])
@@ -653,12 +790,15 @@ def test_deeper_features_are_more_class_specific(claim, runs):
         ruling.verdict,
         rule=stated(deeper_specific_rule),
         summary=f"mean selectivity conv2 {np.mean(m['conv2']):.3f} vs conv1 {np.mean(m['conv1']):.3f}; "
-                f"{ruling.headline['text']}; zero activations conv2 {np.mean(sparse2):.0%} vs conv1 {np.mean(sparse1):.0%}",
-        headline=ruling.headline, detectable=ruling.detectable,
+        f"{ruling.headline['text']}; zero activations conv2 {np.mean(sparse2):.0%} vs conv1 {np.mean(sparse1):.0%}",
+        headline=ruling.headline,
+        detectable=ruling.detectable,
         measured={"n_test": len(labels), "arrays_from_seed": seeds[0], "per_seed": rows},
-        statistics={"mean_selectivity_conv2_vs_conv1": stats.compare(m["conv2"], m["conv1"], alpha=ruling.alpha),
-                    "zero_fraction_conv1": stats.summarize(sparse1),
-                    "zero_fraction_conv2": stats.summarize(sparse2)},
+        statistics={
+            "mean_selectivity_conv2_vs_conv1": stats.compare(m["conv2"], m["conv1"], alpha=ruling.alpha),
+            "zero_fraction_conv1": stats.summarize(sparse1),
+            "zero_fraction_conv2": stats.summarize(sparse2),
+        },
         runs=m["runs"],
         seeds=seeds,
     )

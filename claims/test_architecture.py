@@ -15,8 +15,9 @@ import pytest
 from fixtures import models
 from fixtures.claim import Ruling, stated
 
-QUESTION_PARAMS = ("Q: Which layer has the most parameters? Why? "
-                   "Compare with the fully-connected MLPs you obtained during exercise 5.")
+QUESTION_PARAMS = (
+    "Q: Which layer has the most parameters? Why? Compare with the fully-connected MLPs you obtained during exercise 5."
+)
 Table = list[dict[str, Any]]
 
 
@@ -38,8 +39,10 @@ def notebook_models_only(*names: str) -> None:
     """These claims are the notebook's exact numbers for its own models: skip where --model replaced one."""
     for name in names:
         if models.replaced(name):
-            pytest.skip(f"about the notebook's {name} (its exact layers and parameters); this session replaced it "
-                        f"by {models.replaced(name)}")
+            pytest.skip(
+                f"about the notebook's {name} (its exact layers and parameters); this session replaced it "
+                f"by {models.replaced(name)}"
+            )
 
 
 def _measured(name: str, table: Table) -> dict:
@@ -50,10 +53,19 @@ def basic_summary_rule(table: Table) -> Ruling:
     """Exact identity (never inconclusive): per-layer parameters 160, 0, 0, 0, 270500, 0, 1010, 0 (271,670
     in all) and outputs (26,26,16) after the conv, (13,13,16) after pooling, 2704 after Flatten."""
     params, shapes = _params(table), _shapes(table)
-    holds = (params == [160, 0, 0, 0, 270500, 0, 1010, 0] and sum(params) == 271_670
-             and shapes[0] == [26, 26, 16] and shapes[2] == [13, 13, 16] and shapes[3] == [2704])
-    return Ruling.fact(holds, "total_params", sum(params), f"params {params} (total {sum(params):,}); conv {shapes[0]}, "
-                                                          f"pool {shapes[2]}, flatten {shapes[3]}")
+    holds = (
+        params == [160, 0, 0, 0, 270500, 0, 1010, 0]
+        and sum(params) == 271_670
+        and shapes[0] == [26, 26, 16]
+        and shapes[2] == [13, 13, 16]
+        and shapes[3] == [2704]
+    )
+    return Ruling.fact(
+        holds,
+        "total_params",
+        sum(params),
+        f"params {params} (total {sum(params):,}); conv {shapes[0]}, pool {shapes[2]}, flatten {shapes[3]}",
+    )
 
 
 @pytest.mark.claim("arch-basic-param-counts", question="print(model.summary())")
@@ -67,8 +79,13 @@ def test_basic_cnn_summary(claim):
     notebook_models_only("basic_cnn")
     table = models.layer_table(models.basic_cnn())
     ruling = basic_summary_rule(table)
-    claim.check(ruling.verdict, rule=stated(basic_summary_rule), summary=ruling.headline["text"],
-                headline=ruling.headline, measured=_measured("basic CNN (padding='valid')", table))
+    claim.check(
+        ruling.verdict,
+        rule=stated(basic_summary_rule),
+        summary=ruling.headline["text"],
+        headline=ruling.headline,
+        measured=_measured("basic CNN (padding='valid')", table),
+    )
 
 
 def _padding_sizes(table: Table) -> dict:
@@ -81,18 +98,24 @@ def same_padding_rule(valid: Table, same: Table) -> Ruling:
     """Exact identity (never inconclusive): with padding='same' the outputs are (28,28,16), (14,14,16) and
     3136 after Flatten, and the first Dense layer has 313,700 parameters; with 'valid' Flatten gives 2704."""
     v, s = _padding_sizes(valid), _padding_sizes(same)
-    holds = s == {"conv": [28, 28, 16], "pool": [14, 14, 16], "flatten": 3136, "dense_params": 313_700} and v["flatten"] == 2704
+    holds = (
+        s == {"conv": [28, 28, 16], "pool": [14, 14, 16], "flatten": 3136, "dense_params": 313_700}
+        and v["flatten"] == 2704
+    )
     growth = s["dense_params"] / v["dense_params"] - 1
-    return Ruling.fact(holds, "same_dense_params", s["dense_params"],
-                       f"'same' pads the border so the conv output stays {s['conv'][:2]} instead of {v['conv'][:2]}; "
-                       f"Flatten grows {v['flatten']} -> {s['flatten']} and the Dense layer "
-                       f"{v['dense_params']:,} -> {s['dense_params']:,} params (+{growth:.0%})")
+    return Ruling.fact(
+        holds,
+        "same_dense_params",
+        s["dense_params"],
+        f"'same' pads the border so the conv output stays {s['conv'][:2]} instead of {v['conv'][:2]}; "
+        f"Flatten grows {v['flatten']} -> {s['flatten']} and the Dense layer "
+        f"{v['dense_params']:,} -> {s['dense_params']:,} params (+{growth:.0%})",
+    )
 
 
-@pytest.mark.claim("arch-same-padding",
-                   question="Change it to padding='same' and conclude on its effect.")
+@pytest.mark.claim("arch-same-padding", question="Change it to padding='same' and conclude on its effect.")
 def test_same_padding_keeps_size(claim):
-    """"Note also the use of padding='valid' and its effect on the size of the tensor corresponding
+    """ "Note also the use of padding='valid' and its effect on the size of the tensor corresponding
     to the convolutional layer. Change it to padding='same' and conclude on its effect."
 
     Expected: 'same' keeps 28x28 (valid loses the 1-pixel border: 26x26), so pooling gives 14x14,
@@ -101,25 +124,41 @@ def test_same_padding_keeps_size(claim):
     notebook_models_only("basic_cnn")
     valid, same = models.layer_table(models.basic_cnn("valid")), models.layer_table(models.basic_cnn("same"))
     ruling = same_padding_rule(valid, same)
-    claim.check(ruling.verdict, rule=stated(same_padding_rule), summary=ruling.headline["text"],
-                headline=ruling.headline, measured={"valid": _padding_sizes(valid), "same": _padding_sizes(same),
-                          **_measured("basic CNN (padding='same')", same)})
+    claim.check(
+        ruling.verdict,
+        rule=stated(same_padding_rule),
+        summary=ruling.headline["text"],
+        headline=ruling.headline,
+        measured={
+            "valid": _padding_sizes(valid),
+            "same": _padding_sizes(same),
+            **_measured("basic CNN (padding='same')", same),
+        },
+    )
 
 
 def params_per_filter_rule(kernel_shape: tuple[int, ...], bias_shape: tuple[int, ...], layer_params: int) -> Ruling:
     """Exact identity (never inconclusive): the first conv kernel is (3,3,1,16) with a (16,) bias, so each
     filter has 3*3*1 weights + 1 bias = 10 parameters and the layer 16 * 10 = 160."""
     per_filter = math.prod(kernel_shape[:3]) + 1
-    holds = (tuple(kernel_shape) == (3, 3, 1, 16) and tuple(bias_shape) == (16,) and per_filter == 10
-             and layer_params == kernel_shape[3] * per_filter)
-    return Ruling.fact(holds, "params_per_filter", per_filter,
-                       f"kernel {tuple(kernel_shape)}, bias {tuple(bias_shape)}: {per_filter} params per filter, "
-                       f"{layer_params} for the layer")
+    holds = (
+        tuple(kernel_shape) == (3, 3, 1, 16)
+        and tuple(bias_shape) == (16,)
+        and per_filter == 10
+        and layer_params == kernel_shape[3] * per_filter
+    )
+    return Ruling.fact(
+        holds,
+        "params_per_filter",
+        per_filter,
+        f"kernel {tuple(kernel_shape)}, bias {tuple(bias_shape)}: {per_filter} params per filter, "
+        f"{layer_params} for the layer",
+    )
 
 
 @pytest.mark.claim("arch-conv-params-per-filter", question=QUESTION_PARAMS)
 def test_conv_layer_has_ten_params_per_filter(claim):
-    """"conv layers have relatively few parameters (10 per filter)."
+    """ "conv layers have relatively few parameters (10 per filter)."
 
     A 3x3 filter over one input channel has 3*3*1 weights + 1 bias = 10; 16 filters give 160.
     Rule: params_per_filter_rule on the built layer's weights.
@@ -128,8 +167,13 @@ def test_conv_layer_has_ten_params_per_filter(claim):
     conv = models.basic_cnn().layers[0]
     kernel, bias = conv.get_weights()
     ruling = params_per_filter_rule(kernel.shape, bias.shape, conv.count_params())
-    claim.check(ruling.verdict, rule=stated(params_per_filter_rule), summary=ruling.headline["text"],
-                headline=ruling.headline, measured={"kernel_shape": kernel.shape, "bias_shape": bias.shape})
+    claim.check(
+        ruling.verdict,
+        rule=stated(params_per_filter_rule),
+        summary=ruling.headline["text"],
+        headline=ruling.headline,
+        measured={"kernel_shape": kernel.shape, "bias_shape": bias.shape},
+    )
 
 
 def bottleneck_rule(table: Table) -> Ruling:
@@ -139,16 +183,20 @@ def bottleneck_rule(table: Table) -> Ruling:
     total = sum(_params(table))
     share = table[largest]["params"] / total
     holds = after_flatten and table[largest]["type"] == "Dense" and share > 0.5
-    return Ruling.fact(holds, "largest_layer_share", share,
-                       f"{table[largest]['name']} ({table[largest]['type']}, after "
-                       f"{table[largest - 1]['type'] if largest else 'nothing'}) holds {table[largest]['params']:,} of "
-                       f"{total:,} parameters ({share:.1%}); the conv layer {table[0]['params']} "
-                       f"({table[0]['params'] / total:.2%})")
+    return Ruling.fact(
+        holds,
+        "largest_layer_share",
+        share,
+        f"{table[largest]['name']} ({table[largest]['type']}, after "
+        f"{table[largest - 1]['type'] if largest else 'nothing'}) holds {table[largest]['params']:,} of "
+        f"{total:,} parameters ({share:.1%}); the conv layer {table[0]['params']} "
+        f"({table[0]['params'] / total:.2%})",
+    )
 
 
 @pytest.mark.claim("arch-dense-bottleneck", question=QUESTION_PARAMS)
 def test_dense_after_flatten_is_the_bottleneck(claim):
-    """"The main bottleneck is when going from convolutions to fully-connected."
+    """ "The main bottleneck is when going from convolutions to fully-connected."
 
     The Dense layer right after Flatten holds the largest share of the basic CNN's parameters.
     Rule: bottleneck_rule.
@@ -156,8 +204,13 @@ def test_dense_after_flatten_is_the_bottleneck(claim):
     notebook_models_only("basic_cnn")
     table = models.layer_table(models.basic_cnn())
     ruling = bottleneck_rule(table)
-    claim.check(ruling.verdict, rule=stated(bottleneck_rule), summary=ruling.headline["text"],
-                headline=ruling.headline, measured={**_measured("basic CNN", table), "share": ruling.headline["values"][0]})
+    claim.check(
+        ruling.verdict,
+        rule=stated(bottleneck_rule),
+        summary=ruling.headline["text"],
+        headline=ruling.headline,
+        measured={**_measured("basic CNN", table), "share": ruling.headline["values"][0]},
+    )
 
 
 def largest_layer_rule(cnn: Table, mlp: Table) -> Ruling:
@@ -166,18 +219,26 @@ def largest_layer_rule(cnn: Table, mlp: Table) -> Ruling:
     conv + pooling hand it more inputs (2704 instead of 784)."""
     (ci, c_ok), (mi, m_ok) = _largest_after_flatten(cnn), _largest_after_flatten(mlp)
     c_largest, m_largest = cnn[ci], mlp[mi]
-    holds = (c_ok and m_ok and c_largest["type"] == m_largest["type"] == "Dense"
-             and c_largest["params"] > m_largest["params"])
+    holds = (
+        c_ok
+        and m_ok
+        and c_largest["type"] == m_largest["type"] == "Dense"
+        and c_largest["params"] > m_largest["params"]
+    )
     inputs = (cnn[ci - 1]["output_shape"], mlp[mi - 1]["output_shape"])
-    return Ruling.fact(holds, "largest_layer_params_cnn_over_mlp", c_largest["params"] / m_largest["params"],
-                       f"largest layer: CNN {c_largest['name']} ({c_largest['type']}, {c_largest['params']:,} params, "
-                       f"{inputs[0]} inputs) vs MLP {m_largest['name']} ({m_largest['type']}, {m_largest['params']:,}, "
-                       f"{inputs[1]} inputs); totals CNN {sum(_params(cnn)):,} vs MLP {sum(_params(mlp)):,}")
+    return Ruling.fact(
+        holds,
+        "largest_layer_params_cnn_over_mlp",
+        c_largest["params"] / m_largest["params"],
+        f"largest layer: CNN {c_largest['name']} ({c_largest['type']}, {c_largest['params']:,} params, "
+        f"{inputs[0]} inputs) vs MLP {m_largest['name']} ({m_largest['type']}, {m_largest['params']:,}, "
+        f"{inputs[1]} inputs); totals CNN {sum(_params(cnn)):,} vs MLP {sum(_params(mlp)):,}",
+    )
 
 
 @pytest.mark.claim("arch-vs-mlp", question=QUESTION_PARAMS)
 def test_basic_cnn_vs_mlp_parameters(claim):
-    """"Which layer has the most parameters? Why? Compare with the fully-connected MLPs you obtained
+    """ "Which layer has the most parameters? Why? Compare with the fully-connected MLPs you obtained
     during exercise 5."
 
     On the built basic CNN and MLP baseline (Flatten -> Dense 100 -> Dense 10): which layer holds the
@@ -186,8 +247,13 @@ def test_basic_cnn_vs_mlp_parameters(claim):
     notebook_models_only("basic_cnn", "mlp")
     cnn, fc = models.layer_table(models.basic_cnn()), models.layer_table(models.mlp())
     ruling = largest_layer_rule(cnn, fc)
-    claim.check(ruling.verdict, rule=stated(largest_layer_rule), summary=ruling.headline["text"],
-                headline=ruling.headline, measured={**_measured("MLP baseline", fc), "cnn_layers": cnn})
+    claim.check(
+        ruling.verdict,
+        rule=stated(largest_layer_rule),
+        summary=ruling.headline["text"],
+        headline=ruling.headline,
+        measured={**_measured("MLP baseline", fc), "cnn_layers": cnn},
+    )
 
 
 def improved_summary_rule(table: Table, basic_total: int) -> Ruling:
@@ -196,15 +262,22 @@ def improved_summary_rule(table: Table, basic_total: int) -> Ruling:
     weighted, total = [p for p in _params(table) if p], sum(_params(table))
     holds = weighted == [320, 18496, 240150, 1510] and total == 260_476 < basic_total
     flatten = next((row["output_shape"][0] for row in table if row["type"] == "Flatten"), None)
-    return Ruling.fact(holds, "total_params", total, f"weighted layers {weighted}, total {total:,} vs basic CNN "
-                                                     f"{basic_total:,} (Flatten gives {flatten} features instead of 2704)")
+    return Ruling.fact(
+        holds,
+        "total_params",
+        total,
+        f"weighted layers {weighted}, total {total:,} vs basic CNN "
+        f"{basic_total:,} (Flatten gives {flatten} features instead of 2704)",
+    )
 
 
-@pytest.mark.claim("arch-improved-param-counts",
-                   question="add another block on convolution + max-pooling before the fully-connected "
-                            "layer to reduce the number of parameters")
+@pytest.mark.claim(
+    "arch-improved-param-counts",
+    question="add another block on convolution + max-pooling before the fully-connected "
+    "layer to reduce the number of parameters",
+)
 def test_improved_cnn_summary(claim):
-    """"add another block on convolution + max-pooling before the fully-connected layer to reduce
+    """ "add another block on convolution + max-pooling before the fully-connected layer to reduce
     the number of parameters"
 
     The improved CNN's summary: 320, 18496, 240150, 1510 in its weighted layers (260,476 in all),
@@ -213,5 +286,10 @@ def test_improved_cnn_summary(claim):
     notebook_models_only("improved_cnn")
     table = models.layer_table(models.improved_cnn())
     ruling = improved_summary_rule(table, models.basic_cnn().count_params())
-    claim.check(ruling.verdict, rule=stated(improved_summary_rule), summary=ruling.headline["text"],
-                headline=ruling.headline, measured=_measured("improved CNN", table))
+    claim.check(
+        ruling.verdict,
+        rule=stated(improved_summary_rule),
+        summary=ruling.headline["text"],
+        headline=ruling.headline,
+        measured=_measured("improved CNN", table),
+    )

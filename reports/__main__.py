@@ -16,18 +16,31 @@ from reports.regression import compare
 def main(argv: list[str] | None = None) -> int:
     """Build the report; 2 on missing/malformed evidence, 1 with --fail-on-change when a verdict changed."""
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
-    parser.add_argument("--evidence", help="evidence.json or its directory (default: $MNIST_CLAIMS_EVIDENCE, else the "
-                        "newer of .pytest_cache/d/claims-evidence/evidence.json here and the per-user cache dir's)")
+    parser.add_argument(
+        "--evidence",
+        help="evidence.json or its directory (default: $MNIST_CLAIMS_EVIDENCE, else the "
+        "newer of .pytest_cache/d/claims-evidence/evidence.json here and the per-user cache dir's)",
+    )
     parser.add_argument("--out", default="claims-report", type=Path, help="output directory (default: claims-report)")
     parser.add_argument("--baseline", help="a previous evidence.json (or its directory) to compare with")
-    parser.add_argument("--fail-on-change", action="store_true",
-                        help="exit 1 when a verdict differs from the baseline significantly (Welch's t-test on the "
-                             "per-seed headline values, or untestable); changes within noise are only reported")
-    parser.add_argument("--fail-on-any-change", action="store_true",
-                        help="exit 1 when any verdict differs from the baseline, within noise or not")
-    parser.add_argument("--matrix", nargs="+", metavar="[LABEL=]EVIDENCE",
-                        help="build DIR/matrix.html and DIR/matrix.md: one row per claim, one column per evidence "
-                             "file (labelled by backend, versions and device unless LABEL= is given)")
+    parser.add_argument(
+        "--fail-on-change",
+        action="store_true",
+        help="exit 1 when a verdict differs from the baseline significantly (Welch's t-test on the "
+        "per-seed headline values, or untestable); changes within noise are only reported",
+    )
+    parser.add_argument(
+        "--fail-on-any-change",
+        action="store_true",
+        help="exit 1 when any verdict differs from the baseline, within noise or not",
+    )
+    parser.add_argument(
+        "--matrix",
+        nargs="+",
+        metavar="[LABEL=]EVIDENCE",
+        help="build DIR/matrix.html and DIR/matrix.md: one row per claim, one column per evidence "
+        "file (labelled by backend, versions and device unless LABEL= is given)",
+    )
     args = parser.parse_args(argv)
     if (args.fail_on_change or args.fail_on_any_change) and not args.baseline:
         parser.error("--fail-on-change and --fail-on-any-change need --baseline")

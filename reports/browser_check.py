@@ -11,8 +11,15 @@ import tempfile
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def check(report_dir: Path, screenshot: Path) -> list[str]:
@@ -33,16 +40,18 @@ def check(report_dir: Path, screenshot: Path) -> list[str]:
             problems.append(f"console error: {message.text}")
 
     with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="report-chromium-") as profile:
-        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=ARGS,
-                                                        viewport={"width": 1280, "height": 900})
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=ARGS, viewport={"width": 1280, "height": 900}
+        )
         try:
             page = context.new_page()
             page.on("console", on_console)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("requestfailed", lambda r: problems.append(f"failed to load {r.url}: {r.failure}"))
             page.goto(index.as_uri(), wait_until="load")
-            broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
-                                   ".map(i => i.getAttribute('src'))")
+            broken = page.evaluate(
+                "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))"
+            )
             problems += [f"image did not load: {src}" for src in broken]
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
@@ -61,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     problems = check(args.report_dir, screenshot)
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
-    print(f"{'FAILED' if problems else 'ok'}: {args.report_dir / 'index.html'} ({len(problems)} problems); screenshot {screenshot}")
+    print(
+        f"{'FAILED' if problems else 'ok'}: {args.report_dir / 'index.html'} ({len(problems)} problems); screenshot {screenshot}"
+    )
     return 1 if problems else 0
 
 

@@ -26,8 +26,15 @@ SECTIONS: tuple[tuple[str, str, Callable[[Evidence, Path], list[figures.Figure]]
     ("timing", "Timing", None),
 )
 # Claim-id prefixes that pin a claim to a report section; others go by their own "section" field.
-PREFIXES = (("arch-", "architecture"), ("overfitting", "training"), ("improved", "training"), ("batch-", "batch-size"),
-            ("cnn-vs-mlp", "cnn-vs-mlp"), ("ambigu", "predictions"), ("deeper-features", "specificity"))
+PREFIXES = (
+    ("arch-", "architecture"),
+    ("overfitting", "training"),
+    ("improved", "training"),
+    ("batch-", "batch-size"),
+    ("cnn-vs-mlp", "cnn-vs-mlp"),
+    ("ambigu", "predictions"),
+    ("deeper-features", "specificity"),
+)
 BY_FIELD = {"architecture": "architecture", "training": "training", "analysis": "inside"}
 
 
@@ -57,8 +64,10 @@ def stat_rows(statistics: dict) -> list[dict]:
         for part in ("a", "b", "diff"):
             rows.append({"name": f"{name} · {part}", **s.get(part, {})})
         lo, hi = s.get("p_a_better_ci") or (None, None)
-        rows[-1]["test"] = (f"P(a better) = {num(s.get('p_a_better'))} [{num(lo)}, {num(hi)}], "
-                            f"t-test p = {num(s.get('t_pvalue'))}, {'higher' if s.get('higher_is_better', True) else 'lower'} is better")
+        rows[-1]["test"] = (
+            f"P(a better) = {num(s.get('p_a_better'))} [{num(lo)}, {num(hi)}], "
+            f"t-test p = {num(s.get('t_pvalue'))}, {'higher' if s.get('higher_is_better', True) else 'lower'} is better"
+        )
     return rows
 
 
@@ -74,8 +83,10 @@ def layer_tables(claims: list[dict]) -> dict[str, list[dict]]:
 
 def look(entry: dict) -> str:
     """One sequential look as a line: seeds, statistic, p against its boundary, decision."""
-    return (f"n = {num(entry.get('n'))}: statistic {num(entry.get('statistic'))}, p = {num(entry.get('p'))} "
-            f"vs boundary α = {num(entry.get('alpha'))} → {entry.get('verdict')}")
+    return (
+        f"n = {num(entry.get('n'))}: statistic {num(entry.get('statistic'))}, p = {num(entry.get('p'))} "
+        f"vs boundary α = {num(entry.get('alpha'))} → {entry.get('verdict')}"
+    )
 
 
 def detectable(claim: dict) -> str:
@@ -83,10 +94,15 @@ def detectable(claim: dict) -> str:
     d = claim.get("detectable") or {}
     n = len(claim.get("seeds") or []) or "these"
     needed = d.get("seeds_needed")
-    return (f"At {n} seeds the smallest effect detectable with {num(round(100 * (d.get('power') or 0.8)))}% power is "
-            f"{num(d.get('effect'))} (observed {num(d.get('observed'))}); "
-            + (f"the observed effect would need {num(needed)} seeds." if needed is not None
-               else "the seeds the observed effect would need are not estimable."))
+    return (
+        f"At {n} seeds the smallest effect detectable with {num(round(100 * (d.get('power') or 0.8)))}% power is "
+        f"{num(d.get('effect'))} (observed {num(d.get('observed'))}); "
+        + (
+            f"the observed effect would need {num(needed)} seeds."
+            if needed is not None
+            else "the seeds the observed effect would need are not estimable."
+        )
+    )
 
 
 def num(x: object) -> str:
@@ -110,10 +126,20 @@ def shape(x: object) -> str:
 
 
 def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
-                      undefined=ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=num, verdict=display_verdict, pretty=lambda x: json.dumps(x, indent=1),
-                       css=lambda verdict: "v-" + verdict.replace(" ", "-"), shape=shape)
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        num=num,
+        verdict=display_verdict,
+        pretty=lambda x: json.dumps(x, indent=1),
+        css=lambda verdict: "v-" + verdict.replace(" ", "-"),
+        shape=shape,
+    )
     return env
 
 
@@ -122,20 +148,37 @@ def build(ev: Evidence, out: Path, baseline: Evidence | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     order = [sid for sid, _, _ in SECTIONS]
     claims = sorted(ev.claims, key=lambda c: order.index(section_of(c)))
-    sections = [Section(sid, title, [c for c in claims if section_of(c) == sid], draw(ev, out) if draw else [])
-                for sid, title, draw in SECTIONS]
+    sections = [
+        Section(sid, title, [c for c in claims if section_of(c) == sid], draw(ev, out) if draw else [])
+        for sid, title, draw in SECTIONS
+    ]
     trained = [r for r in ev.runs if r["source"] == "trained" and r.get("session", ev.newest) == ev.newest]
-    html = _environment().get_template("report.html.j2").render(
-        ev=ev, session=ev.session, claims=claims, sections=sections, stat_rows=stat_rows, look=look, detectable=detectable,
-        run_labels={r["key"]: r["label"] for r in ev.runs},
-        layer_tables=layer_tables(claims),
-        padding=(ev.claim("arch-same-padding") or {}).get("measured") or {},
-        trained=len(trained), train_s=sum(r.get("wall_s") or 0 for r in trained),
-        cached=sum(r.get("session", ev.newest) == ev.newest for r in ev.runs) - len(trained),
-        baseline=baseline, changes=regression.compare(baseline, ev) if baseline else None,
-        stat_rule=regression.STAT_RULE, time_rule=regression.TIME_RULE, verdict_rule=regression.VERDICT_RULE,
-        older=[c["id"] for c in claims if ev.is_older(c)], backend=(ev.session.get("versions") or {}).get("keras_backend"),
-        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    html = (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            ev=ev,
+            session=ev.session,
+            claims=claims,
+            sections=sections,
+            stat_rows=stat_rows,
+            look=look,
+            detectable=detectable,
+            run_labels={r["key"]: r["label"] for r in ev.runs},
+            layer_tables=layer_tables(claims),
+            padding=(ev.claim("arch-same-padding") or {}).get("measured") or {},
+            trained=len(trained),
+            train_s=sum(r.get("wall_s") or 0 for r in trained),
+            cached=sum(r.get("session", ev.newest) == ev.newest for r in ev.runs) - len(trained),
+            baseline=baseline,
+            changes=regression.compare(baseline, ev) if baseline else None,
+            stat_rule=regression.STAT_RULE,
+            time_rule=regression.TIME_RULE,
+            verdict_rule=regression.VERDICT_RULE,
+            older=[c["id"] for c in claims if ev.is_older(c)],
+            backend=(ev.session.get("versions") or {}).get("keras_backend"),
+            generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
     )
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")

@@ -119,5 +119,7 @@ def _check(data: dict) -> None:
         _require(isinstance(claim.get("id"), str), "a claim has no string 'id'")
         _require(claim.get("verdict") in VERDICTS, f"claim {claim['id']!r} has verdict {claim.get('verdict')!r}")
         statistics = claim.get("statistics") or {}
-        _require(isinstance(statistics, dict) and all(isinstance(s, dict) for s in statistics.values()),
-                 f"claim {claim['id']!r}: 'statistics' is not an object of objects")
+        _require(
+            isinstance(statistics, dict) and all(isinstance(s, dict) for s in statistics.values()),
+            f"claim {claim['id']!r}: 'statistics' is not an object of objects",
+        )

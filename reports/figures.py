@@ -39,7 +39,9 @@ def run_groups(runs: list[dict]) -> dict[tuple, list[dict]]:
     """Runs grouped over seeds by (model, model_config, batch_size, epochs)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
-        groups[r["model"], json.dumps(r.get("model_config") or {}, sort_keys=True), r["batch_size"], r["epochs"]].append(r)
+        groups[
+            r["model"], json.dumps(r.get("model_config") or {}, sort_keys=True), r["batch_size"], r["epochs"]
+        ].append(r)
     return dict(groups)
 
 
@@ -72,7 +74,7 @@ def _grid(maps: np.ndarray, ncols: int, title: str) -> plt.Figure:
     mosaic = np.full((nrows * (h + 1) - 1, ncols * (w + 1) - 1), np.nan)
     for i in range(n):
         r, c = divmod(i, ncols)
-        mosaic[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = scaled[..., i]
+        mosaic[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = scaled[..., i]
     fig, ax = plt.subplots(figsize=(1.2 * ncols, 1.2 * nrows + 0.4))
     ax.imshow(mosaic, cmap=plt.get_cmap("gray").with_extremes(bad="white"), vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title)
@@ -88,20 +90,30 @@ def training_curves(ev: Evidence, out: Path) -> list[Figure]:
     """Loss and accuracy over epochs for every batch-64 CNN configuration, onset of overfitting marked."""
     onset = (ev.claim("overfitting-signature") or {}).get("measured", {}).get("onset_epoch")
     figures = []
-    groups = sorted(((k, g) for k, g in run_groups(ev.runs).items() if k[2] == 64 and k[0] != "mlp"), key=lambda kg: kg[0])
+    groups = sorted(
+        ((k, g) for k, g in run_groups(ev.runs).items() if k[2] == 64 and k[0] != "mlp"), key=lambda kg: kg[0]
+    )
     for (model, _config, bs, epochs), runs in groups:
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         for ax, metric in zip(axes, ("loss", "accuracy")):
             _band(ax, _curves(runs, metric), "Training", TRAIN)
             _band(ax, _curves(runs, f"val_{metric}"), "Validation", VAL)
             if onset and _is_basic(runs[0]) and epochs == 10:
-                ax.axvline(float(np.mean(onset)), color="k", ls="--", lw=1, label=f"overfitting onset (mean {np.mean(onset):.1f})")
+                ax.axvline(
+                    float(np.mean(onset)),
+                    color="k",
+                    ls="--",
+                    lw=1,
+                    label=f"overfitting onset (mean {np.mean(onset):.1f})",
+                )
             ax.set(xlabel="Epoch #", ylabel=metric.capitalize())
             ax.legend(fontsize=8)
         config_text = "".join(f" {k}={v}" for k, v in (runs[0].get("model_config") or {}).items())
         fig.suptitle(f"{model}{config_text}, batch {bs}, {epochs} epochs ({len(runs)} seeds)")
         name = f"curves-{model}-bs{bs}-ep{epochs}-{len(figures)}.png"
-        figures.append(_save(fig, out, name, f"{model}{config_text}: mean over {len(runs)} seeds, band = min–max over seeds."))
+        figures.append(
+            _save(fig, out, name, f"{model}{config_text}: mean over {len(runs)} seeds, band = min–max over seeds.")
+        )
     return figures
 
 
@@ -122,8 +134,12 @@ def batch_size(ev: Evidence, out: Path) -> list[Figure]:
         figures.append(_save(fig, out, "batch-loss.png", "Training loss, mean over seeds, band = min–max over seeds."))
 
         final = {
-            "final validation accuracy": [[(r.get("history", {}).get("val_accuracy") or [np.nan])[-1] for r in by_bs[bs]] for bs in sizes],
-            "test accuracy": [[r.get("evaluation", {}).get("test", {}).get("accuracy", np.nan) for r in by_bs[bs]] for bs in sizes],
+            "final validation accuracy": [
+                [(r.get("history", {}).get("val_accuracy") or [np.nan])[-1] for r in by_bs[bs]] for bs in sizes
+            ],
+            "test accuracy": [
+                [r.get("evaluation", {}).get("test", {}).get("accuracy", np.nan) for r in by_bs[bs]] for bs in sizes
+            ],
         }
         fig, ax = plt.subplots(figsize=(7, 4))
         for offset, (label, values) in zip((-0.1, 0.1), final.items()):
@@ -189,13 +205,31 @@ def inside(ev: Evidence, out: Path) -> list[Figure]:
     filters = edges.get("filters", maps.get("filters"))
     figures = []
     if filters is not None:
-        figures.append(_save(_grid(filters[:, :, 0, :16], 4, "First 16 filters of the first convolutional layer"),
-                             out, "filters-16.png", "The notebook's 4×4 view of the first 16 trained 3×3 filters."))
-        figures.append(_save(_grid(filters[:, :, 0, :], 8, f"All {filters.shape[-1]} trained filters"),
-                             out, "filters-all.png", "All trained first-layer filters."))
+        figures.append(
+            _save(
+                _grid(filters[:, :, 0, :16], 4, "First 16 filters of the first convolutional layer"),
+                out,
+                "filters-16.png",
+                "The notebook's 4×4 view of the first 16 trained 3×3 filters.",
+            )
+        )
+        figures.append(
+            _save(
+                _grid(filters[:, :, 0, :], 8, f"All {filters.shape[-1]} trained filters"),
+                out,
+                "filters-all.png",
+                "All trained first-layer filters.",
+            )
+        )
     if "filters_init" in edges:
-        figures.append(_save(_grid(edges["filters_init"][:, :, 0, :], 8, "The same filters at initialization"),
-                             out, "filters-init.png", "First-layer filters before training, for comparison."))
+        figures.append(
+            _save(
+                _grid(edges["filters_init"][:, :, 0, :], 8, "The same filters at initialization"),
+                out,
+                "filters-init.png",
+                "First-layer filters before training, for comparison.",
+            )
+        )
     if "image" in maps:
         fig, ax = plt.subplots(figsize=(3.5, 3.5))
         fig.colorbar(ax.imshow(maps["image"], cmap="gray"), ax=ax)
@@ -208,10 +242,19 @@ def inside(ev: Evidence, out: Path) -> list[Figure]:
         (conv2, "conv2_maps", 8, "conv2-maps.png", "Feature maps of the second convolutional layer"),
     ):
         if key in arrays:
-            figures.append(_save(_grid(arrays[key], ncols, f"{title} ({arrays[key].shape[-1]} maps)"), out, name,
-                                 f"{title}, shape {tuple(arrays[key].shape)}; map 0 top left, row by row, each on its own gray scale."))
-    scores = {label: edges[key] for label, key in (("trained", "score_trained"), ("initial", "score_init"),
-                                                   ("random", "score_random")) if key in edges}
+            figures.append(
+                _save(
+                    _grid(arrays[key], ncols, f"{title} ({arrays[key].shape[-1]} maps)"),
+                    out,
+                    name,
+                    f"{title}, shape {tuple(arrays[key].shape)}; map 0 top left, row by row, each on its own gray scale.",
+                )
+            )
+    scores = {
+        label: edges[key]
+        for label, key in (("trained", "score_trained"), ("initial", "score_init"), ("random", "score_random"))
+        if key in edges
+    }
     if scores:
         fig, ax = plt.subplots(figsize=(7, 3))
         rng = np.random.default_rng(0)
@@ -246,17 +289,28 @@ def predictions(ev: Evidence, out: Path) -> list[Figure]:
         k = min(len(rare["images"]), 24)
         ncols = min(k, 8)
         nrows = -(-k // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows + 0.3), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows + 0.3), squeeze=False, layout="constrained"
+        )
         for i, ax in enumerate(axes.flat):
             ax.axis("off")
             if i < k:
                 top = np.argsort(rare["probabilities"][i])[::-1][:2]
                 p = rare["probabilities"][i]
                 ax.imshow(rare["images"][i], cmap="gray")
-                ax.set_title(f"#{rare['indices'][i]} label {rare['labels'][i]}\n{top[0]}: {p[top[0]]:.2f}  {top[1]}: {p[top[1]]:.2f}",
-                             fontsize=8)
+                ax.set_title(
+                    f"#{rare['indices'][i]} label {rare['labels'][i]}\n{top[0]}: {p[top[0]]:.2f}  {top[1]}: {p[top[1]]:.2f}",
+                    fontsize=8,
+                )
         fig.suptitle("Least confident test examples")
-        figures.append(_save(fig, out, "ambiguities.png", "Titles: test index and true label, then the two most probable classes with their probabilities."))
+        figures.append(
+            _save(
+                fig,
+                out,
+                "ambiguities.png",
+                "Titles: test index and true label, then the two most probable classes with their probabilities.",
+            )
+        )
     return figures
 
 

@@ -33,13 +33,18 @@ class RerunFailed(Exception):
 
 def rerun(pytest_args: Sequence[str], evidence_dir: Path) -> tuple[dict[str, dict[str, Any]], str]:
     """One pytest session writing its evidence to `evidence_dir`: its claims by test id, and its last line."""
-    done = subprocess.run([sys.executable, "-m", "pytest", *pytest_args, f"--claims-evidence={evidence_dir}"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *pytest_args, f"--claims-evidence={evidence_dir}"],
+        capture_output=True,
+        text=True,
+    )
     output = (done.stdout + done.stderr).strip()
     evidence = evidence_dir / EVIDENCE_FILE
     if done.returncode not in PYTEST_RAN_TESTS or not evidence.is_file():
-        raise RerunFailed(f"pytest exited {done.returncode} without comparable evidence; its output ends:\n"
-                          + "\n".join(output.splitlines()[-20:]))
+        raise RerunFailed(
+            f"pytest exited {done.returncode} without comparable evidence; its output ends:\n"
+            + "\n".join(output.splitlines()[-20:])
+        )
     claims = json.loads(evidence.read_text())["claims"]
     return {c["test"]: c for c in claims}, output.splitlines()[-1] if output else ""
 
@@ -54,8 +59,10 @@ def differences(sessions: Sequence[dict[str, dict[str, Any]]]) -> list[str]:
             continue
         claim_id = next(r["id"] for r in records if r)
         lines = [f"FLAKY {claim_id} ({test}): " + ", ".join(f"{v} x{n}" for v, n in Counter(verdicts).items())]
-        lines += [f"  rerun {i}: {v}: {r['summary'] if r else 'no verdict recorded'}"
-                  for i, (v, r) in enumerate(zip(verdicts, records), 1)]
+        lines += [
+            f"  rerun {i}: {v}: {r['summary'] if r else 'no verdict recorded'}"
+            for i, (v, r) in enumerate(zip(verdicts, records), 1)
+        ]
         reports.append("\n".join(lines))
     return reports
 
@@ -64,10 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the reruns, print one line per rerun and every flaky claim; the exit status says which."""
     parser = argparse.ArgumentParser(prog="python -m reports.flakiness", description=__doc__.split("\n\n")[0])
     parser.add_argument("--reruns", type=int, default=3, help="pytest sessions to compare (default 3)")
-    parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="keep each rerun's evidence in DIR/rerun-I (default: a temporary dir)")
-    parser.add_argument("pytest_args", nargs="*", default=["claims"],
-                        help="after --: the pytest arguments of each rerun (default: claims)")
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="keep each rerun's evidence in DIR/rerun-I (default: a temporary dir)"
+    )
+    parser.add_argument(
+        "pytest_args",
+        nargs="*",
+        default=["claims"],
+        help="after --: the pytest arguments of each rerun (default: claims)",
+    )
     options = parser.parse_args(argv)
     if options.reruns < 2:
         parser.error("--reruns must be at least 2 to compare anything")
@@ -82,13 +94,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"rerun {i}/{options.reruns}: {e}")
                 return 2
             counts = Counter(c["verdict"] for c in claims.values())
-            print(f"rerun {i}/{options.reruns}: {len(claims)} claims in {time.perf_counter() - start:.0f}s: "
-                  + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + f"  [{last_line.strip('= ')}]",
-                  flush=True)
+            print(
+                f"rerun {i}/{options.reruns}: {len(claims)} claims in {time.perf_counter() - start:.0f}s: "
+                + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+                + f"  [{last_line.strip('= ')}]",
+                flush=True,
+            )
             sessions.append(claims)
     flaky = differences(sessions)
-    print("\n".join(flaky) if flaky else
-          f"stable: each of {len(set().union(*sessions))} claims had the same verdict in all {len(sessions)} reruns")
+    print(
+        "\n".join(flaky)
+        if flaky
+        else f"stable: each of {len(set().union(*sessions))} claims had the same verdict in all {len(sessions)} reruns"
+    )
     return 1 if flaky else 0
 
 

@@ -68,18 +68,36 @@ def validate(student: Student) -> None:
 def run_claims(student: Student, model_name: str, evidence: Path, pytest_args: list[str]) -> None:
     """One `pytest claims` session with the student's model; its output goes to evidence/pytest.log."""
     evidence.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pytest", "claims", "--model", f"{model_name}={student.source}",
-               "--claims-evidence", str(evidence), "--fresh-evidence", "-rsx", *pytest_args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "claims",
+        "--model",
+        f"{model_name}={student.source}",
+        "--claims-evidence",
+        str(evidence),
+        "--fresh-evidence",
+        "-rsx",
+        *pytest_args,
+    ]
     start = time.perf_counter()
     with open(evidence / "pytest.log", "w") as log:
         log.write(" ".join(command) + "\n")
         log.flush()
-        result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")})
+        result = subprocess.run(
+            command,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
+        )
     student.wall_s = time.perf_counter() - start
     if result.returncode not in (0, 1):  # 1: some claim refuted; anything else: the session itself went wrong
         lines = (evidence / "pytest.log").read_text(errors="replace").strip().splitlines()
-        student.problem = f"pytest exited {result.returncode}: {lines[-1] if lines else 'no output'} (see {evidence / 'pytest.log'})"
+        student.problem = (
+            f"pytest exited {result.returncode}: {lines[-1] if lines else 'no output'} (see {evidence / 'pytest.log'})"
+        )
 
 
 def column(student: Student, evidence: Path) -> matrix.Column:
@@ -97,34 +115,55 @@ def write_csv(path: Path, students: list[Student], cols: list[matrix.Column], ta
     """One row per student: name, file, wall time, problem, then each claim's verdict and headline."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "file", "wall_s", "problem",
-                         *(f"{r.claim_id} {part}" for r in table for part in ("verdict", "headline"))])
+        writer.writerow(
+            [
+                "student",
+                "file",
+                "wall_s",
+                "problem",
+                *(f"{r.claim_id} {part}" for r in table for part in ("verdict", "headline")),
+            ]
+        )
         for j, (student, col) in enumerate(zip(students, cols)):
             cells = [v for r in table for v in (("", "") if col.note else (r.cells[j].verdict, r.cells[j].headline))]
-            writer.writerow([student.name, student.path.name,
-                             "" if student.wall_s is None else f"{student.wall_s:.1f}", col.note, *cells])
+            writer.writerow(
+                [
+                    student.name,
+                    student.path.name,
+                    "" if student.wall_s is None else f"{student.wall_s:.1f}",
+                    col.note,
+                    *cells,
+                ]
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Check the class; 0 once the table is written (whatever the verdicts), 2 without submissions."""
-    parser = argparse.ArgumentParser(prog="python -m reports.grade", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m reports.grade", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("submissions", type=Path, help="directory with one NAME.py or NAME.keras per student")
     parser.add_argument("--out", type=Path, required=True, help="where class.html/.md/.csv and students/ go")
-    parser.add_argument("--model-name", default="improved_cnn", choices=["improved_cnn", "basic_cnn", "mlp"],
-                        help="the notebook's model each submission replaces (default: improved_cnn)")
+    parser.add_argument(
+        "--model-name",
+        default="improved_cnn",
+        choices=["improved_cnn", "basic_cnn", "mlp"],
+        help="the notebook's model each submission replaces (default: improved_cnn)",
+    )
     parser.epilog = "Options after -- go to each student's pytest session, e.g. -- --seeds 1 -n 2 --claims-cache DIR"
     argv = sys.argv[1:] if argv is None else list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
-    args.pytest_args = argv[split + 1:]
+    args.pytest_args = argv[split + 1 :]
     if not args.submissions.is_dir():
         print(f"error: {args.submissions} is not a directory; give the folder of submissions", file=sys.stderr)
         return 2
     students = find_students(args.submissions)
     if not students:
-        print(f"error: {args.submissions} holds no submissions; put one NAME.py or NAME.keras per student in it",
-              file=sys.stderr)
+        print(
+            f"error: {args.submissions} holds no submissions; put one NAME.py or NAME.keras per student in it",
+            file=sys.stderr,
+        )
         return 2
     evidence = {s.name: (args.out / "students" / s.name).resolve() for s in students}
     for number, student in enumerate(students, 1):
@@ -136,12 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{prefix} running the claims ...", flush=True)
         run_claims(student, args.model_name, evidence[student.name], args.pytest_args)
-        print(f"{prefix} done in {student.wall_s:.0f} s" + (f"; {student.problem}" if student.problem else ""), flush=True)
+        print(
+            f"{prefix} done in {student.wall_s:.0f} s" + (f"; {student.problem}" if student.problem else ""), flush=True
+        )
     cols = [column(s, evidence[s.name]) for s in students]
     checked = sum(not c.note for c in cols)
-    intro = (f"Each student's model replaced the notebook's {args.model_name} for one pytest session "
-             f"(pytest options: {' '.join(args.pytest_args) or 'none'}); the time is that session's wall time. "
-             "absent: the claim did not apply to that model (its pytest.log names why) or was not selected.")
+    intro = (
+        f"Each student's model replaced the notebook's {args.model_name} for one pytest session "
+        f"(pytest options: {' '.join(args.pytest_args) or 'none'}); the time is that session's wall time. "
+        "absent: the claim did not apply to that model (its pytest.log names why) or was not selected."
+    )
     html, md = matrix.build(cols, args.out, name="class", title="Class table", transposed=True, intro=intro)
     write_csv(args.out / "class.csv", students, cols, matrix.rows(cols, compare=False))
     print(f"{checked} of {len(students)} submissions checked")

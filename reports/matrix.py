@@ -54,8 +54,12 @@ def label_of(ev: Evidence) -> str:
     library = versions.get(BACKEND_LIBRARY.get(backend, backend))
     gpus = (ev.session.get("device") or {}).get("gpus") or []
     profile = ev.session.get("profile")
-    return (f"{backend} {library or ''}".strip() + f" · Keras {versions.get('keras', '?')} · "
-            + (", ".join(gpus) if gpus else "CPU") + ("" if profile == "notebook" else f" · {profile} profile"))
+    return (
+        f"{backend} {library or ''}".strip()
+        + f" · Keras {versions.get('keras', '?')} · "
+        + (", ".join(gpus) if gpus else "CPU")
+        + ("" if profile == "notebook" else f" · {profile} profile")
+    )
 
 
 def columns(specs: list[str]) -> list[Column]:
@@ -93,9 +97,17 @@ def rows(cols: list[Column], compare: bool = True) -> list[Row]:
     for cid in ids:
         claims = [col.evidence.claim(cid) if col.evidence else None for col in cols]
         verdicts = [display_verdict(c) if c else "absent" for c in claims]
-        cells = [Cell(c, v, headline_text(c), bool(c) and col.evidence.is_older(c), compare and v != verdicts[0],
-                      None if i == 0 or not compare else twosample.headline_test(claims[0], c))
-                 for i, (col, c, v) in enumerate(zip(cols, claims, verdicts))]
+        cells = [
+            Cell(
+                c,
+                v,
+                headline_text(c),
+                bool(c) and col.evidence.is_older(c),
+                compare and v != verdicts[0],
+                None if i == 0 or not compare else twosample.headline_test(claims[0], c),
+            )
+            for i, (col, c, v) in enumerate(zip(cols, claims, verdicts))
+        ]
         quote = next((c.get("quote", "") for c in claims if c), "")
         out.append(Row(cid, quote, cells))
     return out
@@ -110,41 +122,75 @@ def cell_markdown(cell: Cell) -> str:
     return text.replace("|", "/")
 
 
-def markdown(cols: list[Column], table: list[Row], title: str = "Verdict matrix", transposed: bool = False,
-             intro: str = "") -> str:
+def markdown(
+    cols: list[Column], table: list[Row], title: str = "Verdict matrix", transposed: bool = False, intro: str = ""
+) -> str:
     """The matrix as a Markdown table, for CI logs and job summaries; transposed: one row per column."""
     if transposed:
-        lines = [f"# {title}", "", intro, "", "| | " + " | ".join(r.claim_id for r in table) + " |",
-                 "|---" * (len(table) + 1) + "|"]
+        lines = [
+            f"# {title}",
+            "",
+            intro,
+            "",
+            "| | " + " | ".join(r.claim_id for r in table) + " |",
+            "|---" * (len(table) + 1) + "|",
+        ]
         for j, col in enumerate(cols):
             cells = [col.note.replace("|", "/")] if col.note else [cell_markdown(r.cells[j]) for r in table]
             lines.append(f"| {col.label.replace('|', '/')} | " + " | ".join(cells) + " |")
         return "\n".join(lines + [""])
-    lines = ["# Verdict matrix", "", f"Columns compared with the first ({cols[0].label}) by {twosample.RULE}. "
-             "**Bold**: verdict differs from the first column; *(older)*: kept from a session before that file's newest.",
-             "", "| claim | " + " | ".join(c.label.replace("|", "/") for c in cols) + " |",
-             "|---" * (len(cols) + 1) + "|"]
+    lines = [
+        "# Verdict matrix",
+        "",
+        f"Columns compared with the first ({cols[0].label}) by {twosample.RULE}. "
+        "**Bold**: verdict differs from the first column; *(older)*: kept from a session before that file's newest.",
+        "",
+        "| claim | " + " | ".join(c.label.replace("|", "/") for c in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for row in table:
         cells = [cell_markdown(cell) for cell in row.cells]
         lines.append(f"| {row.claim_id}{' ≠' if row.differs else ''} | " + " | ".join(cells) + " |")
     differing = [r.claim_id for r in table if r.differs]
-    lines += ["", f"{len(differing)} of {len(table)} claims differ in verdict" + (f": {', '.join(differing)}." if differing else "."),
-              ""]
+    lines += [
+        "",
+        f"{len(differing)} of {len(table)} claims differ in verdict"
+        + (f": {', '.join(differing)}." if differing else "."),
+        "",
+    ]
     return "\n".join(lines)
 
 
-def build(cols: list[Column], out: Path, *, name: str = "matrix", title: str = "Verdict matrix",
-          transposed: bool = False, intro: str = "") -> tuple[Path, Path]:
+def build(
+    cols: list[Column],
+    out: Path,
+    *,
+    name: str = "matrix",
+    title: str = "Verdict matrix",
+    transposed: bool = False,
+    intro: str = "",
+) -> tuple[Path, Path]:
     """Write out/NAME.html and out/NAME.md; return both paths. Transposed (the class table): one row per
     column's evidence, one column per claim, cells not compared with the first column's."""
     out.mkdir(parents=True, exist_ok=True)
     table = rows(cols, compare=not transposed)
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(css=lambda verdict: "v-" + verdict.replace(" ", "-"))
     html = env.get_template("matrix.html.j2").render(
-        columns=cols, rows=table, rule=twosample.RULE, differing=sum(r.differs for r in table), title=title,
-        transposed=transposed, intro=intro, generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        columns=cols,
+        rows=table,
+        rule=twosample.RULE,
+        differing=sum(r.differs for r in table),
+        title=title,
+        transposed=transposed,
+        intro=intro,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     (out / f"{name}.html").write_text(html, encoding="utf-8")
     (out / f"{name}.md").write_text(markdown(cols, table, title, transposed, intro), encoding="utf-8")
     return out / f"{name}.html", out / f"{name}.md"

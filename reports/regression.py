@@ -10,11 +10,15 @@ from reports import twosample
 from reports.evidence import Evidence, display_verdict
 
 SLOWDOWN = 0.20
-STAT_RULE = ("a statistic moved when its 95% confidence interval now and in the baseline do not overlap "
-             "(for comparisons: each of a, b and their difference)")
-VERDICT_RULE = (f"a verdict change is significant when baseline and now differ by {twosample.RULE}; "
-                "a change the test cannot address (n/a) counts as significant, since nothing shows it to be noise; "
-                "otherwise it is within noise")
+STAT_RULE = (
+    "a statistic moved when its 95% confidence interval now and in the baseline do not overlap "
+    "(for comparisons: each of a, b and their difference)"
+)
+VERDICT_RULE = (
+    f"a verdict change is significant when baseline and now differ by {twosample.RULE}; "
+    "a change the test cannot address (n/a) counts as significant, since nothing shows it to be noise; "
+    "otherwise it is within noise"
+)
 TIME_RULE = f"a run regressed when its seconds per epoch grew by more than {SLOWDOWN:.0%} (runs matched by model, config, batch size, epochs and seed)"
 
 
@@ -92,14 +96,24 @@ def compare(baseline: Evidence, current: Evidence) -> Changes:
     and new library versions. Current claims kept from before its newest session are listed, not compared."""
     before = {c["id"]: c for c in baseline.claims}
     after = {c["id"]: c for c in current.claims if not current.is_older(c)}
-    changes = Changes(added=[i for i in after if i not in before],
-                      removed=[i for i in before if current.claim(i) is None],
-                      not_rerun=[c["id"] for c in current.claims if current.is_older(c)])
+    changes = Changes(
+        added=[i for i in after if i not in before],
+        removed=[i for i in before if current.claim(i) is None],
+        not_rerun=[c["id"] for c in current.claims if current.is_older(c)],
+    )
     for cid in (i for i in after if i in before):
         b, a = before[cid], after[cid]
         if (display_verdict(b), b.get("known_refutation")) != (display_verdict(a), a.get("known_refutation")):
-            changes.verdicts.append(VerdictChange(cid, display_verdict(b), display_verdict(a), b.get("known_refutation"),
-                                                  a.get("known_refutation"), twosample.headline_test(b, a)))
+            changes.verdicts.append(
+                VerdictChange(
+                    cid,
+                    display_verdict(b),
+                    display_verdict(a),
+                    b.get("known_refutation"),
+                    a.get("known_refutation"),
+                    twosample.headline_test(b, a),
+                )
+            )
         changes.statistics += _moved(cid, b.get("statistics") or {}, a.get("statistics") or {})
     old_runs = {_run_identity(r): r for r in baseline.runs}
     for run in current.runs:
@@ -108,7 +122,9 @@ def compare(baseline: Evidence, current: Evidence) -> Changes:
         if _finite(t0, t1) and t0 > 0 and t1 > t0 * (1 + SLOWDOWN):
             changes.slower_runs.append(RunSlowdown(run["label"], t0, t1))
     v0, v1 = baseline.session.get("versions") or {}, current.session.get("versions") or {}
-    changes.versions = [VersionChange(k, v0.get(k), v1.get(k)) for k in sorted(v0.keys() | v1.keys()) if v0.get(k) != v1.get(k)]
+    changes.versions = [
+        VersionChange(k, v0.get(k), v1.get(k)) for k in sorted(v0.keys() | v1.keys()) if v0.get(k) != v1.get(k)
+    ]
     return changes
 
 
@@ -126,13 +142,23 @@ def _summaries(name: str, before: dict, after: dict) -> list[tuple[str, dict, di
     """Pairs of Summary dicts to compare: the entry itself, or a Comparison's a, b and diff."""
     if all(k in before and k in after for k in ("mean", "ci_low", "ci_high")):
         return [(name, before, after)]
-    return [(f"{name}.{p}", before[p], after[p]) for p in ("a", "b", "diff")
-            if isinstance(before.get(p), dict) and isinstance(after.get(p), dict)
-            and all(k in before[p] and k in after[p] for k in ("mean", "ci_low", "ci_high"))]
+    return [
+        (f"{name}.{p}", before[p], after[p])
+        for p in ("a", "b", "diff")
+        if isinstance(before.get(p), dict)
+        and isinstance(after.get(p), dict)
+        and all(k in before[p] and k in after[p] for k in ("mean", "ci_low", "ci_high"))
+    ]
 
 
 def _run_identity(run: dict) -> tuple:
-    return run["model"], json.dumps(run.get("model_config") or {}, sort_keys=True), run["batch_size"], run["epochs"], run["seed"]
+    return (
+        run["model"],
+        json.dumps(run.get("model_config") or {}, sort_keys=True),
+        run["batch_size"],
+        run["epochs"],
+        run["seed"],
+    )
 
 
 def _finite(*xs: object) -> bool:

@@ -10,8 +10,10 @@ import numpy as np
 from scipy import stats
 
 ALPHA = 0.05
-RULE = (f"Welch's two-sample t-test (unequal variances), two-sided, α = {ALPHA}, on the claims' per-seed "
-        "headline values; n/a when either side has fewer than 2 finite values or the headlines name different quantities")
+RULE = (
+    f"Welch's two-sample t-test (unequal variances), two-sided, α = {ALPHA}, on the claims' per-seed "
+    "headline values; n/a when either side has fewer than 2 finite values or the headlines name different quantities"
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,10 @@ class TwoSample:
         """One short phrase: "n/a (why)", or Welch's t and p with the conclusion."""
         if self.p is None:
             return f"n/a ({self.reason})"
-        return (f"Welch t = {self.statistic:.3g}, p = {self.p:.3g}: "
-                f"{'differ' if self.significant else 'within noise'} (n = {self.n_a} vs {self.n_b})")
+        return (
+            f"Welch t = {self.statistic:.3g}, p = {self.p:.3g}: "
+            f"{'differ' if self.significant else 'within noise'} (n = {self.n_a} vs {self.n_b})"
+        )
 
 
 def welch(a: list[float] | None, b: list[float] | None) -> TwoSample:
@@ -48,7 +52,9 @@ def welch(a: list[float] | None, b: list[float] | None) -> TwoSample:
         return TwoSample(len(xa), len(xb), reason="fewer than 2 values")
     if np.ptp(xa) == 0 and np.ptp(xb) == 0:
         same = xa[0] == xb[0]
-        return TwoSample(len(xa), len(xb), 0.0 if same else math.copysign(math.inf, xa[0] - xb[0]), 1.0 if same else 0.0)
+        return TwoSample(
+            len(xa), len(xb), 0.0 if same else math.copysign(math.inf, xa[0] - xb[0]), 1.0 if same else 0.0
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision note for nearly identical samples
         result = stats.ttest_ind(xa, xb, equal_var=False)

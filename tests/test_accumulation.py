@@ -21,8 +21,9 @@ from tests.planted import claims_project, make_evidence
 LATER = "2026-11-30T02:00:00+00:00"
 
 
-def session_write(directory: Path, data: dict, arrays: dict, ids: set[str] | None = None, /,
-                  **changes: object) -> str | None:
+def session_write(
+    directory: Path, data: dict, arrays: dict, ids: set[str] | None = None, /, **changes: object
+) -> str | None:
     """Write the claims `ids` (all when None) and their arrays as one session of `data`, changed by `changes`."""
     claims = [c for c in data["claims"] if ids is None or c["id"] in ids]
     for c in claims:
@@ -56,14 +57,27 @@ def test_a_partial_session_keeps_the_other_claims_runs_and_arrays(tmp_path: Path
     assert {r["session"] for r in ev.runs if r["model"] != "improved_cnn"} == {data["session"]["started"]}
 
 
-@pytest.mark.parametrize("changes, reason", [
-    ({"profile": "smoke"}, "profile changed: notebook -> smoke"),
-    ({"versions": {"python": "3.11.7", "tensorflow": "2.22.0", "keras": "3.15.1", "keras_backend": "tensorflow",
-                   "numpy": "2.4.6"}}, "versions changed: tensorflow 2.21.0 -> 2.22.0"),
-    ({"device": {"cpu": "AMD EPYC test", "gpus": ["NVIDIA H200"]}}, "device changed"),
-    ({"data": {"source": "/elsewhere", "fingerprint": "cd" * 32}}, "data changed"),
-    ({"fresh": True}, "asked for (--fresh-evidence)"),
-])
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"profile": "smoke"}, "profile changed: notebook -> smoke"),
+        (
+            {
+                "versions": {
+                    "python": "3.11.7",
+                    "tensorflow": "2.22.0",
+                    "keras": "3.15.1",
+                    "keras_backend": "tensorflow",
+                    "numpy": "2.4.6",
+                }
+            },
+            "versions changed: tensorflow 2.21.0 -> 2.22.0",
+        ),
+        ({"device": {"cpu": "AMD EPYC test", "gpus": ["NVIDIA H200"]}}, "device changed"),
+        ({"data": {"source": "/elsewhere", "fingerprint": "cd" * 32}}, "data changed"),
+        ({"fresh": True}, "asked for (--fresh-evidence)"),
+    ],
+)
 def test_another_profile_or_environment_starts_afresh(tmp_path: Path, changes: dict, reason: str) -> None:
     data, arrays = make_evidence()
     session_write(tmp_path, data, arrays)
@@ -78,8 +92,9 @@ def test_a_session_that_loaded_no_data_joins_the_evidence_and_keeps_its_environm
     data, arrays = make_evidence()
     session_write(tmp_path, data, arrays)
     arch_only = {k: v for k, v in data["session"].items() if k != "data"}
-    path, afresh = write_evidence(tmp_path, {**arch_only, "started": LATER},
-                                  [], [c for c in data["claims"] if c["id"] == "arch-dense-bottleneck"])
+    path, afresh = write_evidence(
+        tmp_path, {**arch_only, "started": LATER}, [], [c for c in data["claims"] if c["id"] == "arch-dense-bottleneck"]
+    )
     ev = load(path)
     assert afresh is None and len(ev.claims) == len(data["claims"])
     assert ev.session["data"]["fingerprint"] == "ab" * 32  # so the next session is still checked against it
@@ -94,7 +109,9 @@ def test_unreadable_or_unstamped_earlier_evidence(tmp_path: Path) -> None:
     (tmp_path / "evidence.json").write_text(json.dumps(old))
     assert session_write(tmp_path, data, arrays, {"improved-99"}, started=LATER) is None
     ev = load(tmp_path)
-    assert ev.claim("pooling-maps")["taken"]["session"] == data["session"]["started"] and ev.is_older(ev.claim("pooling-maps"))
+    assert ev.claim("pooling-maps")["taken"]["session"] == data["session"]["started"] and ev.is_older(
+        ev.claim("pooling-maps")
+    )
 
 
 def image_sources(html: str) -> list[str]:
@@ -132,12 +149,15 @@ def test_baseline_comparison_lists_kept_claims_instead_of_comparing_them(tmp_pat
     args = ["--evidence", str(tmp_path / "cur"), "--baseline", str(tmp_path / "base"), "--out", str(tmp_path / "out")]
     assert main([*args, "--fail-on-change"]) == 1  # improved-99 changed, untestable (no headline): significant
     html = (tmp_path / "out" / "index.html").read_text()
-    kept = html.split("Not re-run in the newest session (kept from an earlier one, so not compared): ", 1)[1].split("</p>")[0]
+    kept = html.split("Not re-run in the newest session (kept from an earlier one, so not compared): ", 1)[1].split(
+        "</p>"
+    )[0]
     assert sorted(kept.split(", ")) == sorted(c["id"] for c in data["claims"] if c["id"] != "improved-99")
 
 
-def test_reports_finds_the_newer_default_evidence_or_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                          capsys: pytest.CaptureFixture) -> None:
+def test_reports_finds_the_newer_default_evidence_or_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     defaults = (tmp_path / "checkout" / "evidence.json", tmp_path / "user-cache" / "evidence.json")
     monkeypatch.setattr(report_evidence, "default_dirs", lambda name: [p.parent for p in defaults])
     monkeypatch.delenv("MNIST_CLAIMS_EVIDENCE", raising=False)
@@ -203,13 +223,16 @@ def test_sessions_accumulate_and_fresh_evidence_starts_afresh(suite: pytest.Pyte
     result.stdout.fnmatch_lines(["*evidence: *evidence.json (claims not run now kept from earlier sessions)*"])
     now = recorded(directory)
     assert set(now) == {"c-holds", "c-kept", "c-inconclusive"}
-    assert now["c-kept"] == first["c-kept"] and now["c-holds"]["taken"]["session"] != first["c-holds"]["taken"]["session"]
+    assert (
+        now["c-kept"] == first["c-kept"] and now["c-holds"]["taken"]["session"] != first["c-holds"]["taken"]["session"]
+    )
     assert (directory / now["c-kept"]["arrays"]).is_file()
     result = suite.runpytest_subprocess("-k", "c-holds", "--fresh-evidence")
     result.stdout.fnmatch_lines(["*evidence: *(started afresh (asked for (--fresh-evidence)))*"])
     assert set(recorded(directory)) == {"c-holds"} and not (directory / "arrays" / "c-kept.npz").exists()
     suite.runpytest_subprocess("-k", "c-kept", "--claims-profile", "smoke").stdout.fnmatch_lines(
-        ["*started afresh (profile changed: notebook -> smoke)*"])
+        ["*started afresh (profile changed: notebook -> smoke)*"]
+    )
     assert set(recorded(directory)) == {"c-kept"}
 
 
@@ -217,7 +240,9 @@ def test_without_the_cache_plugin_the_user_cache_dir_is_used_and_named(suite: py
     result = suite.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, skipped=1)
     user = tmp_path / "xdg" / "mnist-claims"
-    result.stdout.fnmatch_lines([f"*runs cache={user / 'training-runs'}*", f"*evidence={user / 'claims-evidence' / 'evidence.json'}*"])
+    result.stdout.fnmatch_lines(
+        [f"*runs cache={user / 'training-runs'}*", f"*evidence={user / 'claims-evidence' / 'evidence.json'}*"]
+    )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert set(recorded(user / "claims-evidence")) == {"c-holds", "c-kept", "c-inconclusive"}
     assert not (suite.path / ".pytest_cache").exists()

@@ -71,7 +71,9 @@ def _round_to_tf32(values: np.ndarray) -> np.ndarray:
     return ((bits + half_ulp_or_less) & np.uint32(0xFFFFE000)).view(np.float32)
 
 
-def _conv_in_float32(image: np.ndarray, kernels: np.ndarray, bias: np.ndarray, tf32_operands: bool = False) -> np.ndarray:
+def _conv_in_float32(
+    image: np.ndarray, kernels: np.ndarray, bias: np.ndarray, tf32_operands: bool = False
+) -> np.ndarray:
     """'valid' conv evaluated in float32 in a fixed order (bias first, then the 9 products), one
     rounding per operation; with `tf32_operands` image and kernels are first rounded to TF32."""
     x, w = np.asarray(image, np.float32), np.asarray(kernels, np.float32)
@@ -83,7 +85,7 @@ def _conv_in_float32(image: np.ndarray, kernels: np.ndarray, bias: np.ndarray, t
         acc = np.full((h, wd), bias[k], dtype=np.float32)
         for i in range(3):
             for j in range(3):
-                acc = acc + x[i:i + h, j:j + wd] * w[i, j, 0, k]
+                acc = acc + x[i : i + h, j : j + wd] * w[i, j, 0, k]
         out[:, :, k] = acc
     return out
 
@@ -126,8 +128,10 @@ def test_tf32_operands_need_the_widened_bound():
     kernels = rng.normal(0, 0.3, (3, 3, 1, 8)).astype(np.float32)
     bias = rng.normal(0, 0.1, 8).astype(np.float32)
     assert _worst_error_over_bound(image, kernels, bias, tf32_operands=True) > 1.0
-    assert _worst_error_over_bound(image, kernels, bias, tf32_operands=True,
-                                   operand_unit_roundoff=TF32_UNIT_ROUNDOFF) <= 1.0
+    assert (
+        _worst_error_over_bound(image, kernels, bias, tf32_operands=True, operand_unit_roundoff=TF32_UNIT_ROUNDOFF)
+        <= 1.0
+    )
 
 
 def test_tf32_widened_bound_is_nearly_attained():
@@ -136,8 +140,9 @@ def test_tf32_widened_bound_is_nearly_attained():
     The widened bound holds and is at least half used: a bound 2x too tight fails."""
     operand = np.float32(1 + 0.99 * 2.0**-11)
     image, kernels = np.full((3, 3), operand), np.full((3, 3, 1, 1), operand)
-    ratio = _worst_error_over_bound(image, kernels, np.zeros(1, np.float32), tf32_operands=True,
-                                    operand_unit_roundoff=TF32_UNIT_ROUNDOFF)
+    ratio = _worst_error_over_bound(
+        image, kernels, np.zeros(1, np.float32), tf32_operands=True, operand_unit_roundoff=TF32_UNIT_ROUNDOFF
+    )
     assert 0.5 < ratio <= 1.0, ratio
 
 

@@ -21,17 +21,26 @@ from fixtures.pydataset import ArrayBatches
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = REPO / ".ci" / "pytest_without_tensorflow.py"
 BLOCK_TF = "import sys; sys.modules['tensorflow'] = None\n"  # `import tensorflow` now raises ImportError
-INSTALLED = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
-                                                         reason=f"{name} is not installed"))
-             for name in backend.BACKENDS]
+INSTALLED = [
+    pytest.param(
+        name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} is not installed")
+    )
+    for name in backend.BACKENDS
+]
 
 
 def python(code: str, keras_backend: str, block_tensorflow: bool) -> subprocess.Popen:
     """A fresh interpreter running `code` from the repo root on `keras_backend`."""
     env = {**os.environ, "KERAS_BACKEND": keras_backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     prelude = BLOCK_TF if block_tensorflow else ""
-    return subprocess.Popen([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def last_json(process: subprocess.Popen) -> dict:
@@ -44,11 +53,18 @@ def last_json(process: subprocess.Popen) -> dict:
 def test_same_tiny_spec_trains_to_identical_histories(name, tmp_path):
     """Two processes train the same tiny spec from scratch on `name` (CPU, deterministic): identical
     histories, evaluations and keys. Under JAX and PyTorch TensorFlow cannot even be imported."""
-    processes = [python(f"""
+    processes = [
+        python(
+            f"""
         import runpy, sys
         sys.argv = ["tiny", {str(tmp_path / str(i))!r}, "3", "7"]
         runpy.run_module("tests.tiny", run_name="__main__")
-    """, name, block_tensorflow=name != "tensorflow") for i in range(2)]
+    """,
+            name,
+            block_tensorflow=name != "tensorflow",
+        )
+        for i in range(2)
+    ]
     a, b = (last_json(p) for p in processes)
     assert a["source"] == b["source"] == "trained"
     assert a["keras_backend"] == b["keras_backend"] == a["environment"]["keras_backend"] == name
@@ -88,17 +104,34 @@ def test_suite_never_imports_tensorflow_under_jax():
 
 def test_runner_blocks_tensorflow_in_xdist_workers(tmp_path):
     """The CI runner's block reaches the workers, which are fresh interpreters, not only its own process."""
-    (tmp_path / "test_probe.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_probe.py").write_text(
+        textwrap.dedent("""
         import pytest
 
         @pytest.mark.parametrize("i", range(2))
         def test_tensorflow_is_unimportable(i):
             with pytest.raises(ImportError):
                 import tensorflow  # noqa: F401
-    """))
-    result = subprocess.run([sys.executable, str(RUNNER), "-n", "2", "-q", "-p", "no:cacheprovider",
-                             "--rootdir", str(tmp_path), str(tmp_path)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    """)
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(RUNNER),
+            "-n",
+            "2",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 passed" in result.stdout
 
@@ -110,8 +143,13 @@ def test_runner_blocks_tensorflow_in_xdist_workers(tmp_path):
 def before_keras(monkeypatch):
     """As if Keras were not imported yet, with a clean environment for the settings `prepare` writes."""
     monkeypatch.delitem(sys.modules, "keras")
-    for name in ("KERAS_BACKEND", "XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "CUBLAS_WORKSPACE_CONFIG",
-                 "TF_FORCE_GPU_ALLOW_GROWTH"):
+    for name in (
+        "KERAS_BACKEND",
+        "XLA_FLAGS",
+        "XLA_PYTHON_CLIENT_PREALLOCATE",
+        "CUBLAS_WORKSPACE_CONFIG",
+        "TF_FORCE_GPU_ALLOW_GROWTH",
+    ):
         monkeypatch.setenv(name, "")  # recorded, so that teardown restores what was there (or nothing)
         monkeypatch.delenv(name)
 
@@ -204,10 +242,18 @@ def fake_gpu(monkeypatch):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-@pytest.mark.parametrize("precision, expected", [
-    (None, TF32_UNIT_ROUNDOFF), ("default", TF32_UNIT_ROUNDOFF), ("tensorfloat32", TF32_UNIT_ROUNDOFF),
-    ("highest", 0.0), ("float32", 0.0), ("F32_F32_F32", 0.0), ("BF16_BF16_F32", backend.BF16_UNIT_ROUNDOFF),
-])
+@pytest.mark.parametrize(
+    "precision, expected",
+    [
+        (None, TF32_UNIT_ROUNDOFF),
+        ("default", TF32_UNIT_ROUNDOFF),
+        ("tensorfloat32", TF32_UNIT_ROUNDOFF),
+        ("highest", 0.0),
+        ("float32", 0.0),
+        ("F32_F32_F32", 0.0),
+        ("BF16_BF16_F32", backend.BF16_UNIT_ROUNDOFF),
+    ],
+)
 def test_jax_rounding_follows_its_default_precision(fake_gpu, monkeypatch, precision, expected):
     import jax
 

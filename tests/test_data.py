@@ -267,16 +267,26 @@ def test_real_mnist_subset(real_dir):
 def test_missing_mnist_is_one_line_per_claim_under_xdist(pytester, tmp_path):
     """A claim run with a wrong --mnist-dir says what is wrong and what to do in one line, with no chain of
     causes above it (xdist prints the exception's chain when the failure is raised inside an except block)."""
-    claims_project(pytester, test_planted="""
+    claims_project(
+        pytester,
+        test_planted="""
 import pytest
 
 @pytest.mark.claim("needs-mnist")
 def test_needs_mnist(mnist):
     pass
-""")
+""",
+    )
     missing = tmp_path / "no-such-dir"
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", f"--mnist-dir={missing}",
-                                           f"--claims-evidence={tmp_path / 'ev'}", f"--claims-cache={tmp_path / 'c'}")
+    result = pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "-p",
+        "no:cacheprovider",
+        f"--mnist-dir={missing}",
+        f"--claims-evidence={tmp_path / 'ev'}",
+        f"--claims-cache={tmp_path / 'c'}",
+    )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"MNIST: MNIST directory {missing} does not exist; *"])
     assert "During handling" not in result.stdout.str() and "direct cause" not in result.stdout.str()

@@ -58,8 +58,11 @@ def test_verdicts_become_outcomes_and_evidence(suite, workers):
     result.stdout.fnmatch_lines(["*c-refuted: refuted: 0.97 < 0.99*", "*c-inconclusive: inconclusive: p = 0.3*"])
     claims = {c["id"]: c for c in evidence(suite)["claims"]}
     assert {i: (c["verdict"], c["outcome"]) for i, c in claims.items()} == {
-        "c-holds": ("holds", "passed"), "c-refuted": ("refuted", "failed"),
-        "c-inconclusive": ("inconclusive", "skipped"), "c-known": ("refuted", "xfailed")}
+        "c-holds": ("holds", "passed"),
+        "c-refuted": ("refuted", "failed"),
+        "c-inconclusive": ("inconclusive", "skipped"),
+        "c-known": ("refuted", "xfailed"),
+    }
     holds = claims["c-holds"]
     assert holds["quote"] == '"It holds."' and holds["question"] == "Q: does it hold?"
     assert holds["measured"] == {"v": 1.5} and holds["seeds"] == [0]
@@ -95,7 +98,11 @@ def test_seeds_below_one_are_rejected(suite, seeds):
 
 
 def test_ruling_of_tests_intersection_union_and_bonferroni():
-    up, flat, down = one_sided([1.0, 1.1, 1.2], 0.0), one_sided([1.0, -1.1, 0.3], 0.0), one_sided([-1.0, -1.1, -1.2], 0.0)
+    up, flat, down = (
+        one_sided([1.0, 1.1, 1.2], 0.0),
+        one_sided([1.0, -1.1, 0.3], 0.0),
+        one_sided([-1.0, -1.1, -1.2], 0.0),
+    )
     assert Ruling.of_tests([up, up], "x", "t").verdict is Verdict.HOLDS
     inconclusive = Ruling.of_tests([up, flat], "x", "t")
     assert inconclusive.verdict is Verdict.INCONCLUSIVE
@@ -116,7 +123,7 @@ def test_ruling_fact_is_never_inconclusive():
     assert Ruling.fact(False, "n", 3, "t").headline["values"] == [3.0]
 
 
-AUTO_CLAIMS = '''
+AUTO_CLAIMS = """
 import pytest
 from fixtures.claim import Ruling
 from fixtures.stats import one_sided
@@ -135,7 +142,7 @@ def test_never_decided(claim):
     values = [1.0, -1.2, 0.1, 0.5, -0.4, 0.3, -0.2, 0.1]
     seeds, measured, ruling = claim.decide(lambda seeds: [values[s] for s in seeds], rule)
     claim.check(ruling.verdict, rule="r", summary=ruling.headline["text"], seeds=seeds, detectable=ruling.detectable)
-'''
+"""
 
 
 def test_seeds_auto_looks_at_3_5_8_and_stops_when_decided(pytester: pytest.Pytester):
@@ -159,8 +166,11 @@ def _null_error(plan: list[tuple[int, float]], simulations: int = 4000) -> float
     wrong = 0
     for _ in range(simulations):
         values = rng.standard_normal(plan[-1][0])
-        _, _, ruling, _ = sequential(lambda seeds: values[seeds],
-                                     lambda v, alpha: Ruling.of_tests([one_sided(v, 0.0, alpha=alpha)], "x", "t"), plan)
+        _, _, ruling, _ = sequential(
+            lambda seeds: values[seeds],
+            lambda v, alpha: Ruling.of_tests([one_sided(v, 0.0, alpha=alpha)], "x", "t"),
+            plan,
+        )
         wrong += ruling.verdict is Verdict.HOLDS
     return wrong / simulations
 

@@ -7,7 +7,7 @@ import pytest
 from reports import flakiness
 from tests.planted import claims_project
 
-STEADY = '''
+STEADY = """
 import pytest
 from fixtures.claim import Verdict
 
@@ -18,7 +18,7 @@ def test_holds(claim):
 @pytest.mark.claim("steady-refuted")
 def test_refuted(claim):
     claim.check(Verdict.REFUTED, rule="r", summary="ratio 1.2")
-'''
+"""
 
 FLIPPING = '''
 from pathlib import Path
@@ -63,8 +63,9 @@ def test_claim_missing_from_a_rerun_counts_as_a_difference():
     holds = {"t::a": {"id": "a", "verdict": "holds", "summary": "3.0"}}
     assert flakiness.differences([holds, holds]) == []
     report = flakiness.differences([holds, {}])
-    assert report == ["FLAKY a (t::a): holds x1, missing x1\n  rerun 1: holds: 3.0\n"
-                      "  rerun 2: missing: no verdict recorded"]
+    assert report == [
+        "FLAKY a (t::a): holds x1, missing x1\n  rerun 1: holds: 3.0\n  rerun 2: missing: no verdict recorded"
+    ]
 
 
 def test_rerun_that_cannot_run_is_an_error_not_stable(project, capsys):

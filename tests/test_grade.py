@@ -23,8 +23,13 @@ def test_find_students_names_rows_and_flags_other_files(tmp_path: Path) -> None:
         (tmp_path / name).write_text("")
     students = {s.name: s for s in grade.find_students(tmp_path)}
     assert sorted(students) == ["alice.keras", "alice.py", "bob", "notes"]
-    assert students["alice.py"].source == f"{tmp_path / 'alice.py'}:build" and students["bob"].source == str(tmp_path / "bob.keras")
-    assert students["notes"].problem == "notes.txt: not a submission; hand in NAME.py (with a function build) or NAME.keras"
+    assert students["alice.py"].source == f"{tmp_path / 'alice.py'}:build" and students["bob"].source == str(
+        tmp_path / "bob.keras"
+    )
+    assert (
+        students["notes"].problem
+        == "notes.txt: not a submission; hand in NAME.py (with a function build) or NAME.keras"
+    )
 
 
 def test_no_submissions_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -39,8 +44,11 @@ def test_class_table_is_the_matrix_transposed(tmp_path: Path) -> None:
     keep = {"improved-99", "pooling-maps"}
     bob_data = {**data, "claims": [c for c in data["claims"] if c["id"] in keep]}
     bob = write(tmp_path / "bob", bob_data, {})
-    students = [grade.Student("alice", tmp_path / "alice.py", wall_s=12.3), grade.Student("bob", tmp_path / "bob.keras"),
-                grade.Student("carol", tmp_path / "carol.py", problem="carol.py: no such file; check the path")]
+    students = [
+        grade.Student("alice", tmp_path / "alice.py", wall_s=12.3),
+        grade.Student("bob", tmp_path / "bob.keras"),
+        grade.Student("carol", tmp_path / "carol.py", problem="carol.py: no such file; check the path"),
+    ]
     cols = [grade.column(students[0], alice), grade.column(students[1], bob), grade.column(students[2], tmp_path)]
     assert [c.label for c in cols] == ["alice (12 s)", "bob", "carol"] and cols[2].note.startswith("carol.py: no such")
     html, md = matrix.build(cols, tmp_path / "out", name="class", title="Class table", transposed=True, intro="x")
@@ -52,7 +60,10 @@ def test_class_table_is_the_matrix_transposed(tmp_path: Path) -> None:
     expected = {c["id"]: c for c in data["claims"]}["improved-99"]
     assert rows["alice"]["improved-99 verdict"] == expected["verdict"] == rows["bob"]["improved-99 verdict"]
     assert rows["bob"]["arch-basic-param-counts verdict"] == "absent" and rows["alice"]["wall_s"] == "12.3"
-    assert rows["carol"]["problem"] == "carol.py: no such file; check the path" and rows["carol"]["improved-99 verdict"] == ""
+    assert (
+        rows["carol"]["problem"] == "carol.py: no such file; check the path"
+        and rows["carol"]["improved-99 verdict"] == ""
+    )
     text = html.read_text()
     assert text.count('<tr class="matrix-row"') == 3 and f'colspan="{len(table)}">carol.py: no such file' in text
     lines = md.read_text().splitlines()
@@ -74,9 +85,26 @@ def test_class_run_two_good_one_broken(tmp_path: Path, capsys: pytest.CaptureFix
     (class_dir / "carol.py").write_text(GOOD.read_text().replace("layers.Dense(10", "layers.Dense(9"))
     out = tmp_path / "out"
 
-    code = grade.main([str(class_dir), "--out", str(out), "--", "-k", "improved-99 or pooling-maps or deeper-layer-shape", "--seeds", "1",
-                       "--claims-profile", "smoke", "--claims-cache", str(tmp_path / "cache"), "-p", "no:cacheprovider",
-                       "--mnist-dir", str(MNIST)])
+    code = grade.main(
+        [
+            str(class_dir),
+            "--out",
+            str(out),
+            "--",
+            "-k",
+            "improved-99 or pooling-maps or deeper-layer-shape",
+            "--seeds",
+            "1",
+            "--claims-profile",
+            "smoke",
+            "--claims-cache",
+            str(tmp_path / "cache"),
+            "-p",
+            "no:cacheprovider",
+            "--mnist-dir",
+            str(MNIST),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "[3/3] carol: not run:" in printed and "2 of 3 submissions checked" in printed

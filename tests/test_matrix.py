@@ -26,12 +26,15 @@ def test_welch_is_scipys_unequal_variance_t_test() -> None:
     assert result.significant == (expected.pvalue < ALPHA) and (result.n_a, result.n_b) == (4, 3)
 
 
-@pytest.mark.parametrize("a, b, significant", [
-    ([5.0, 4.7, 5.4], [9.0, 9.2, 8.8], True),           # clearly apart
-    ([0.010, 0.011, 0.012], [0.0105, 0.0112, 0.0118], False),  # overlapping: seed noise
-    ([2.0, 2.0], [3.0, 3.0], True),                      # constant and different: p = 0
-    ([2.0, 2.0], [2.0, 2.0], False),                     # constant and equal: p = 1
-])
+@pytest.mark.parametrize(
+    "a, b, significant",
+    [
+        ([5.0, 4.7, 5.4], [9.0, 9.2, 8.8], True),  # clearly apart
+        ([0.010, 0.011, 0.012], [0.0105, 0.0112, 0.0118], False),  # overlapping: seed noise
+        ([2.0, 2.0], [3.0, 3.0], True),  # constant and different: p = 0
+        ([2.0, 2.0], [2.0, 2.0], False),  # constant and equal: p = 1
+    ],
+)
 def test_welch_decides_at_alpha(a: list[float], b: list[float], significant: bool) -> None:
     result = welch(a, b)
     assert result.applicable and result.significant is significant
@@ -50,7 +53,10 @@ def test_headline_test_compares_like_with_like() -> None:
         return {"headline": {"name": name, "values": values, "higher_is_better": True, "text": ""}}
 
     assert headline_test(claim("gap", [1.0, 1.1, 0.9]), claim("gap", [2.0, 2.1, 1.9])).significant
-    assert headline_test(claim("gap", [1.0, 1.1]), claim("ratio", [1.0, 1.1])).text() == "n/a (different quantities: gap vs ratio)"
+    assert (
+        headline_test(claim("gap", [1.0, 1.1]), claim("ratio", [1.0, 1.1])).text()
+        == "n/a (different quantities: gap vs ratio)"
+    )
     assert headline_test({}, claim("gap", [1.0, 1.1])).text() == "n/a (no headline recorded)"
     assert headline_test(None, None).text() == "n/a (no headline recorded)"
 
@@ -62,8 +68,11 @@ def planted_files(tmp_path: Path) -> tuple[Path, Path, Path]:
     """TensorFlow on CPU, JAX on a GPU with known differences, and a copy of the TF file."""
     tf, _ = make_evidence()
     jax = copy.deepcopy(tf)
-    jax["session"].update(started="2026-11-30T01:00:00+00:00", device={"cpu": "Xeon", "gpus": ["NVIDIA H200"]},
-                          versions={"python": "3.12.3", "jax": "0.11.2", "keras": "3.15.1", "keras_backend": "jax"})
+    jax["session"].update(
+        started="2026-11-30T01:00:00+00:00",
+        device={"cpu": "Xeon", "gpus": ["NVIDIA H200"]},
+        versions={"python": "3.12.3", "jax": "0.11.2", "keras": "3.15.1", "keras_backend": "jax"},
+    )
     claims = {c["id"]: c for c in jax["claims"]}
     claims["cnn-vs-mlp-time"].update(verdict="holds")  # values clearly apart -> Welch: differ
     claims["cnn-vs-mlp-time"]["headline"]["values"] = [9.0, 9.2, 8.8]
@@ -82,10 +91,18 @@ def cell_classes(html: str, claim_id: str) -> list[str]:
 def test_matrix_rows_cells_highlights_and_tests(tmp_path: Path) -> None:
     tf, jax, _ = planted_files(tmp_path)
     cols = matrix.columns([str(tf), str(jax)])
-    assert [c.label for c in cols] == ["tensorflow 2.21.0 · Keras 3.15.1 · CPU", "jax 0.11.2 · Keras 3.15.1 · NVIDIA H200"]
+    assert [c.label for c in cols] == [
+        "tensorflow 2.21.0 · Keras 3.15.1 · CPU",
+        "jax 0.11.2 · Keras 3.15.1 · NVIDIA H200",
+    ]
     rows = {r.claim_id: r for r in matrix.rows(cols)}
     assert set(rows) == {c["id"] for c in make_evidence()[0]["claims"]} | {"jax-only"}
-    assert {i for i, r in rows.items() if r.differs} == {"cnn-vs-mlp-time", "overfitting-signature", "pooling-maps", "jax-only"}
+    assert {i for i, r in rows.items() if r.differs} == {
+        "cnn-vs-mlp-time",
+        "overfitting-signature",
+        "pooling-maps",
+        "jax-only",
+    }
     time_row = rows["cnn-vs-mlp-time"]
     assert [c.verdict for c in time_row.cells] == ["inconclusive", "holds"]
     assert time_row.cells[0].test is None and time_row.cells[1].test.significant
@@ -106,7 +123,10 @@ def test_matrix_cli_writes_html_and_markdown(tmp_path: Path, capsys: pytest.Capt
     html = (out / "matrix.html").read_text()
     assert "JAX on H200" in html and "Welch" in html and "4</b> claim(s) differ" in html
     # the TF copy has the same auto label as the first column: both get their column number appended
-    assert "tensorflow 2.21.0 · Keras 3.15.1 · CPU · column 1" in html and "tensorflow 2.21.0 · Keras 3.15.1 · CPU · column 3" in html
+    assert (
+        "tensorflow 2.21.0 · Keras 3.15.1 · CPU · column 1" in html
+        and "tensorflow 2.21.0 · Keras 3.15.1 · CPU · column 3" in html
+    )
     assert cell_classes(html, "cnn-vs-mlp-time") == ["", "differs", ""]
     assert cell_classes(html, "arch-basic-param-counts") == ["", "", ""]
     assert 'class="small sig">Welch t = ' in html.split('data-claim="cnn-vs-mlp-time">', 1)[1].split("</tr>", 1)[0]
@@ -114,15 +134,22 @@ def test_matrix_cli_writes_html_and_markdown(tmp_path: Path, capsys: pytest.Capt
     header = next(line for line in md.splitlines() if line.startswith("| claim |"))
     assert header.count("|") == 5 and "JAX on H200" in header
     time_line = next(line for line in md.splitlines() if line.startswith("| cnn-vs-mlp-time ≠ |"))
-    assert "| **holds** · CNN/MLP time ratio mean 9 (n = 3) · Welch t = " in time_line and ": differ (n = 3 vs 3)" in time_line
+    assert (
+        "| **holds** · CNN/MLP time ratio mean 9 (n = 3) · Welch t = " in time_line
+        and ": differ (n = 3 vs 3)" in time_line
+    )
     total = len(make_evidence()[0]["claims"]) + 1
-    assert f"4 of {total} claims differ in verdict: overfitting-signature, cnn-vs-mlp-time, pooling-maps, jax-only." in md
+    assert (
+        f"4 of {total} claims differ in verdict: overfitting-signature, cnn-vs-mlp-time, pooling-maps, jax-only." in md
+    )
 
 
 def test_matrix_marks_claims_kept_from_older_sessions(tmp_path: Path) -> None:
     data, _ = make_evidence()
     for c in data["claims"]:
-        c["taken"] = {"session": "2026-11-28T10:00:00+00:00" if c["id"] != "improved-99" else data["session"]["started"]}
+        c["taken"] = {
+            "session": "2026-11-28T10:00:00+00:00" if c["id"] != "improved-99" else data["session"]["started"]
+        }
     cols = matrix.columns([str(write(tmp_path / "ev", data, {}))])
     assert {r.claim_id for r in matrix.rows(cols) if not r.cells[0].older} == {"improved-99"}
     md = matrix.markdown(cols, matrix.rows(cols))

@@ -22,7 +22,9 @@ ONE_SEED_RULES = {
     "improved-99": lambda: training.around_99_rule([0.991], 10_000),
     "improved-no-overfit": lambda: training.no_overfit_rule([0.003]),
     "filters-detect-edges": lambda: analysis.edge_rule([0.43], [0.25], [0.25]),
-    "ambiguous-31727": lambda: analysis.one_or_seven_rule(1, np.array([[0.001] + [0.7] + [0.001] * 5 + [0.29] + [0.001] * 2])),
+    "ambiguous-31727": lambda: analysis.one_or_seven_rule(
+        1, np.array([[0.001] + [0.7] + [0.001] * 5 + [0.29] + [0.001] * 2])
+    ),
     "ambiguities-rare": lambda: analysis.ambiguities_rare_rule([0.02], 10_000),
     "deeper-features-specific": lambda: analysis.deeper_specific_rule([0.40], [0.20]),
 }
@@ -51,8 +53,9 @@ def test_one_seed_statistics_do_not_raise() -> None:
 
 
 def test_one_look_at_one_seed() -> None:
-    seeds, measured, ruling, looks = sequential(lambda s: [0.011] * len(s),
-                                                lambda m, alpha: training.overfitting_rule(m, alpha), [(1, 0.05)])
+    seeds, measured, ruling, looks = sequential(
+        lambda s: [0.011] * len(s), lambda m, alpha: training.overfitting_rule(m, alpha), [(1, 0.05)]
+    )
     assert seeds == [0] and ruling.verdict is Verdict.INCONCLUSIVE and [look["n"] for look in looks] == [1]
 
 

@@ -32,7 +32,9 @@ def store(tmp_path):
 def cache_record(store: RunStore, spec, epoch_s: list[float]) -> None:
     """A cached run's record as RunStore writes it (only what the cost model reads)."""
     store.cache.entry(spec.key).mkdir()
-    (store.cache.entry(spec.key) / RECORD).write_text(json.dumps({"spec": dataclasses.asdict(spec), "epoch_s": epoch_s}))
+    (store.cache.entry(spec.key) / RECORD).write_text(
+        json.dumps({"spec": dataclasses.asdict(spec), "epoch_s": epoch_s})
+    )
 
 
 # --- cost model and order --------------------------------------------------------------------
@@ -56,8 +58,13 @@ def test_cached_epoch_times_of_the_same_model_batch_and_profile_replace_the_defa
     cache_record(store, smoke, [600.0])  # another profile: not learnt from
     measured = plan.measured_step_s(store)
     assert measured == {("basic_cnn", 64): pytest.approx(np.median([6.0, 12.0]) / 6)}
-    todo = plan.make_plan([store.spec("basic_cnn", batch_size=64, epochs=10, seed=2),
-                           store.spec("mlp", batch_size=64, epochs=10, seed=0)], store)
+    todo = plan.make_plan(
+        [
+            store.spec("basic_cnn", batch_size=64, epochs=10, seed=2),
+            store.spec("mlp", batch_size=64, epochs=10, seed=0),
+        ],
+        store,
+    )
     assert [p.cost_s for p in todo] == pytest.approx([10 * 6 * 9.0 / 6, 10 * 6 * plan.default_step_s("mlp", 64)])
 
 
@@ -94,18 +101,34 @@ def test_only_the_first_process_publishes_the_plan_with_the_logs_sizes_then(stor
     assert not plan.publish([], store, path, workers=2)
     written = json.loads(path.read_text())
     assert written["workers"] == 2
-    assert written["runs"] == [{"key": spec.key, "label": spec.label, "epochs": 1, "cost_s": round(todo[0].cost_s, 1),
-                                "log_offset": len("an earlier session's line\n")}]
+    assert written["runs"] == [
+        {
+            "key": spec.key,
+            "label": spec.label,
+            "epochs": 1,
+            "cost_s": round(todo[0].cost_s, 1),
+            "log_offset": len("an earlier session's line\n"),
+        }
+    ]
     assert [p.name for p in path.parent.iterdir()] == ["s1.json"], "no temporary file is left"
 
 
 # --- threads per worker ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("option", "workers", "cores", "threads"), [
-    ("auto", 2, 2, 1), ("auto", 1, 2, 2), ("auto", 4, 2, 1), ("auto", 2, 16, 8), ("auto", 0, 2, 0),
-    ("0", 2, 2, 0), ("3", 2, 2, 3), ("3", 0, 2, 3),
-])
+@pytest.mark.parametrize(
+    ("option", "workers", "cores", "threads"),
+    [
+        ("auto", 2, 2, 1),
+        ("auto", 1, 2, 2),
+        ("auto", 4, 2, 1),
+        ("auto", 2, 16, 8),
+        ("auto", 0, 2, 0),
+        ("0", 2, 2, 0),
+        ("3", 2, 2, 3),
+        ("3", 0, 2, 3),
+    ],
+)
 def test_thread_policy(option, workers, cores, threads):
     assert backend.threads_for(option, workers, cores) == threads
 
@@ -115,8 +138,16 @@ def before_keras(monkeypatch):
     """As if Keras were not imported yet, with a clean environment for what the thread cap writes."""
     monkeypatch.delitem(sys.modules, "keras")
     monkeypatch.setattr(backend, "_threads", 0)
-    for name in ("KERAS_BACKEND", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-                 "XLA_PYTHON_CLIENT_PREALLOCATE", "CUBLAS_WORKSPACE_CONFIG", "TF_FORCE_GPU_ALLOW_GROWTH"):
+    for name in (
+        "KERAS_BACKEND",
+        "XLA_FLAGS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+        "OMP_NUM_THREADS",
+        "XLA_PYTHON_CLIENT_PREALLOCATE",
+        "CUBLAS_WORKSPACE_CONFIG",
+        "TF_FORCE_GPU_ALLOW_GROWTH",
+    ):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
 
@@ -126,8 +157,10 @@ def test_prepare_caps_tensorflow_and_jax_threads_before_they_start(before_keras)
     assert (os.environ["TF_NUM_INTRAOP_THREADS"], os.environ["TF_NUM_INTEROP_THREADS"]) == ("1", "1")
     assert backend.threads() == 1
     backend.prepare("jax", threads=2)
-    assert os.environ["XLA_FLAGS"].split()[-2:] == ["--xla_cpu_multi_thread_eigen=false",
-                                                    "intra_op_parallelism_threads=2"]
+    assert os.environ["XLA_FLAGS"].split()[-2:] == [
+        "--xla_cpu_multi_thread_eigen=false",
+        "intra_op_parallelism_threads=2",
+    ]
 
 
 def test_prepare_without_threads_leaves_the_backend_default(before_keras):
@@ -142,15 +175,19 @@ EPOCHS = {"short": 3, "medium": 15, "long": 40}
 
 def planted_claims(epochs: dict[str, int]) -> str:
     """A claims module with one claim per entry, each declaring one tiny run of that many epochs."""
-    return "\n".join([
-        "import pytest",
-        "import tests.tiny  # registers the tiny model",
-        "",
-        *[f"def {name}(store, seeds):\n    return [store.spec('tiny', batch_size=32, epochs={e}, seed=0)]\n\n\n"
-          f"@pytest.mark.claim('c-{name}', runs=({name},))\ndef test_{name}(runs, seeds):\n"
-          f"    assert runs.get_all({name}(runs, seeds))[0].history['loss']\n\n"
-          for name, e in epochs.items()],
-    ])
+    return "\n".join(
+        [
+            "import pytest",
+            "import tests.tiny  # registers the tiny model",
+            "",
+            *[
+                f"def {name}(store, seeds):\n    return [store.spec('tiny', batch_size=32, epochs={e}, seed=0)]\n\n\n"
+                f"@pytest.mark.claim('c-{name}', runs=({name},))\ndef test_{name}(runs, seeds):\n"
+                f"    assert runs.get_all({name}(runs, seeds))[0].history['loss']\n\n"
+                for name, e in epochs.items()
+            ],
+        ]
+    )
 
 
 MISDECLARED = """
@@ -165,16 +202,28 @@ def test_misdeclared(claim, runs, seeds):
 """
 
 
-def tiny_project(pytester: pytest.Pytester, epochs: dict[str, int],
-                 extra: str = "") -> tuple[pytest.Pytester, list[str]]:
+def tiny_project(
+    pytester: pytest.Pytester, epochs: dict[str, int], extra: str = ""
+) -> tuple[pytest.Pytester, list[str]]:
     """A claims project over the tiny data (as mnist.npz) declaring tiny runs (and `extra` code); returns it and
     its options."""
     data = tiny_data()
-    np.savez(pytester.path / "mnist.npz", x_train=data.x_train_raw, y_train=data.t_train,
-             x_test=data.x_test_raw, y_test=data.t_test)
+    np.savez(
+        pytester.path / "mnist.npz",
+        x_train=data.x_train_raw,
+        y_train=data.t_train,
+        x_test=data.x_test_raw,
+        y_test=data.t_test,
+    )
     return claims_project(pytester, test_claims=planted_claims(epochs) + extra), [
-        "--mnist-dir", str(pytester.path / "mnist.npz"), "--mnist-no-verify",
-        "--claims-cache", str(pytester.path / "cache"), "--claims-evidence", str(pytester.path / "evidence")]
+        "--mnist-dir",
+        str(pytester.path / "mnist.npz"),
+        "--mnist-no-verify",
+        "--claims-cache",
+        str(pytester.path / "cache"),
+        "--claims-evidence",
+        str(pytester.path / "evidence"),
+    ]
 
 
 def training_lines(cache: Path) -> dict[str, list[tuple[int, float]]]:
@@ -190,8 +239,9 @@ def test_two_workers_train_the_longest_first_and_each_run_once(pytester):
     project, options = tiny_project(pytester, EPOCHS, MISDECLARED)
     result = project.runpytest_subprocess(*options, "-n", "2", timeout=600)
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*claim c-misdeclared used 1 run(s) its claim marker's runs= does not declare "
-                                 "(tiny bs=32 ep=15 seed=0)*"])
+    result.stdout.fnmatch_lines(
+        ["*claim c-misdeclared used 1 run(s) its claim marker's runs= does not declare (tiny bs=32 ep=15 seed=0)*"]
+    )
     trained = training_lines(pytester.path / "cache")
     labels = {name: f"tiny bs=32 ep={e} seed=0" for name, e in EPOCHS.items()}
     assert {label: len(trained.get(label, [])) for label in labels.values()} == dict.fromkeys(labels.values(), 1)
@@ -199,8 +249,9 @@ def test_two_workers_train_the_longest_first_and_each_run_once(pytester):
     assert first == labels["long"], trained
     assert len({pid for starts in trained.values() for pid, _ in starts}) <= 2
     # Piped, the controller prints one plain line per finished run, counted against the plan.
-    finished = sorted(m.groups() for line in result.stdout.lines
-                      if (m := re.fullmatch(r"trained (\d)/3 (.*) in \d+ s", line)))
+    finished = sorted(
+        m.groups() for line in result.stdout.lines if (m := re.fullmatch(r"trained (\d)/3 (.*) in \d+ s", line))
+    )
     assert [n for n, _ in finished] == ["1", "2", "3"] and {label for _, label in finished} == set(labels.values())
     # Each worker's backend got cores // 2 threads, recorded in the runs.
     records = (pytester.path / "cache").glob(f"*/{RECORD}")
@@ -212,12 +263,17 @@ def test_two_workers_train_the_longest_first_and_each_run_once(pytester):
 def test_ctrl_c_while_training_leaves_the_cache_valid(pytester):
     project, options = tiny_project(pytester, {"doomed": 60})
     cache = pytester.path / "cache"
-    process = subprocess.Popen([sys.executable, "-m", "pytest", *options, "-p", "no:cacheprovider"],
-                               cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                               # A shell without job control starts background jobs with SIGINT ignored, which
-                               # children inherit and Python then never turns into KeyboardInterrupt: restore it.
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *options, "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        # A shell without job control starts background jobs with SIGINT ignored, which
+        # children inherit and Python then never turns into KeyboardInterrupt: restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 300
     while not any("epoch 1/" in p.read_text() for p in cache.glob("*.log")):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -229,8 +285,9 @@ def test_ctrl_c_while_training_leaves_the_cache_valid(pytester):
     assert process.returncode == pytest.ExitCode.INTERRUPTED, out[-3000:]
     assert "KeyboardInterrupt" in out
     assert not [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith((".tmp-", "plans"))]
-    store = RunStore(cache, load_mnist(pytester.path / "mnist.npz", verify=False), PROFILES["notebook"],
-                     deterministic=True)
+    store = RunStore(
+        cache, load_mnist(pytester.path / "mnist.npz", verify=False), PROFILES["notebook"], deterministic=True
+    )
     spec = store.spec("tiny", batch_size=32, epochs=60, seed=0)
     assert store.get(spec).source == "trained"
     assert not list(cache.glob(".tmp-*")), "the interrupted training's leftover was not removed"

@@ -13,24 +13,43 @@ from fixtures import paths
 from reports import evidence as report_evidence
 from tests.planted import REPO
 
-CLAIM = '''
+CLAIM = """
 import pytest
 from fixtures.claim import Verdict
 
 @pytest.mark.claim("c-holds")
 def test_holds(claim):
     claim.check(Verdict.HOLDS, rule="r", summary="1 > 0", seeds=[0])
-'''
+"""
 
 
-@pytest.mark.parametrize("plugins", [["-p", "no:xdist"], ["-p", "no:cacheprovider"],
-                                     ["-p", "no:xdist", "-p", "no:cacheprovider"]],
-                         ids=["no-xdist", "no-cacheprovider", "neither"])
+@pytest.mark.parametrize(
+    "plugins",
+    [["-p", "no:xdist"], ["-p", "no:cacheprovider"], ["-p", "no:xdist", "-p", "no:cacheprovider"]],
+    ids=["no-xdist", "no-cacheprovider", "neither"],
+)
 def test_the_suite_runs_without_xdist_or_the_cache_plugin(plugins, tmp_path):
     """`pytest claims -p no:xdist -k architecture`, the usual way to debug a claim without workers."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "claims", *plugins, "-k", "architecture", "-q",
-                             "--claims-cache", str(tmp_path / "runs"), "--claims-evidence", str(tmp_path / "evidence")],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "claims",
+            *plugins,
+            "-k",
+            "architecture",
+            "-q",
+            "--claims-cache",
+            str(tmp_path / "runs"),
+            "--claims-evidence",
+            str(tmp_path / "evidence"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "6 passed" in result.stdout and "INTERNALERROR" not in output
@@ -40,8 +59,11 @@ def test_the_suite_runs_without_xdist_or_the_cache_plugin(plugins, tmp_path):
 def test_reports_look_first_where_a_session_writes_by_default(pytester, monkeypatch):
     """A session's default evidence directory (pytest's cache, honouring its `cache_dir` setting) is the first
     place `python -m reports` looks for it, for a checkout configured as this one is, in pyproject.toml."""
-    pytester.makefile(".toml", pyproject=f'[tool.pytest.ini_options]\ncache_dir = "elsewhere/cache"\n'
-                                          f'pythonpath = ["{REPO}"]\nmarkers = ["claim(id): a claim"]\n')
+    pytester.makefile(
+        ".toml",
+        pyproject=f'[tool.pytest.ini_options]\ncache_dir = "elsewhere/cache"\n'
+        f'pythonpath = ["{REPO}"]\nmarkers = ["claim(id): a claim"]\n',
+    )
     pytester.makeconftest((REPO / "conftest.py").read_text())
     pytester.makepyfile(test_claims=CLAIM)
     monkeypatch.setattr(paths, "REPO", pytester.path)

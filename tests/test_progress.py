@@ -11,13 +11,22 @@ from rich.console import Console
 from fixtures.progress import Progress, Watcher
 
 
-def plan_with_logs(cache: Path, logs: dict[str, str], epochs: int = 4, cost_s: float = 40.0,
-                   offsets: dict[str, int] | None = None) -> Path:
+def plan_with_logs(
+    cache: Path, logs: dict[str, str], epochs: int = 4, cost_s: float = 40.0, offsets: dict[str, int] | None = None
+) -> Path:
     """A plan file of one run per entry of `logs` (key -> log text) and those logs under `cache`."""
     for key, text in logs.items():
         (cache / f"{key}.log").write_text(text)
-    runs = [{"key": key, "label": f"tiny bs=32 ep={epochs} seed={i}", "epochs": epochs, "cost_s": cost_s,
-             "log_offset": (offsets or {}).get(key, 0)} for i, key in enumerate(logs)]
+    runs = [
+        {
+            "key": key,
+            "label": f"tiny bs=32 ep={epochs} seed={i}",
+            "epochs": epochs,
+            "cost_s": cost_s,
+            "log_offset": (offsets or {}).get(key, 0),
+        }
+        for i, key in enumerate(logs)
+    ]
     path = cache / "plans" / "s1.json"
     path.parent.mkdir()
     path.write_text(json.dumps({"created": 0, "workers": 2, "runs": runs}))
@@ -25,11 +34,15 @@ def plan_with_logs(cache: Path, logs: dict[str, str], epochs: int = 4, cost_s: f
 
 
 def test_finished_runs_give_one_line_each_once(tmp_path):
-    path = plan_with_logs(tmp_path, {
-        "a": "training tiny [a] pid=11 t=1.0 x\nepoch 1/4 2.0s loss=1\nepoch 2/4 2.0s loss=1\n",
-        "b": "training tiny [b] pid=12 t=1.0 x\n" + "".join(f"epoch {k}/4 1.0s loss=1\n" for k in range(1, 5))
-             + "done in 4.2s\n",
-    })
+    path = plan_with_logs(
+        tmp_path,
+        {
+            "a": "training tiny [a] pid=11 t=1.0 x\nepoch 1/4 2.0s loss=1\nepoch 2/4 2.0s loss=1\n",
+            "b": "training tiny [b] pid=12 t=1.0 x\n"
+            + "".join(f"epoch {k}/4 1.0s loss=1\n" for k in range(1, 5))
+            + "done in 4.2s\n",
+        },
+    )
     progress = Progress(path, tmp_path)
     assert progress.poll() == ["trained 1/2 tiny bs=32 ep=4 seed=1 in 4 s"]
     assert progress.poll() == []
@@ -56,8 +69,9 @@ def test_lines_before_the_plan_offset_are_an_earlier_session(tmp_path):
 def test_eta_takes_running_runs_at_their_pace_and_the_rest_at_the_plan_scaled(tmp_path):
     # Plan: 4 epochs at 10 s each (cost 40 s); run a is observed at 20 s/epoch, so run b (not started)
     # is expected at twice its planned cost. Left: a 2 epochs x 20 s + b 80 s, over 2 workers.
-    path = plan_with_logs(tmp_path, {"a": "training tiny [a] pid=11 t=1.0 x\nepoch 1/4 20.0s\nepoch 2/4 20.0s\n",
-                                     "b": ""})
+    path = plan_with_logs(
+        tmp_path, {"a": "training tiny [a] pid=11 t=1.0 x\nepoch 1/4 20.0s\nepoch 2/4 20.0s\n", "b": ""}
+    )
     progress = Progress(path, tmp_path)
     progress.poll()
     assert progress.eta_s() == (2 * 20 + 80) / 2
@@ -76,8 +90,7 @@ def test_live_status_names_each_training_run_with_its_epoch_and_pace(tmp_path):
 
 
 def test_watcher_prints_plain_lines_when_not_a_terminal(tmp_path):
-    path = plan_with_logs(tmp_path, {"a": "training tiny [a] pid=11 t=1.0 x\nepoch 1/1 1.0s\ndone in 1.0s\n"},
-                          epochs=1)
+    path = plan_with_logs(tmp_path, {"a": "training tiny [a] pid=11 t=1.0 x\nepoch 1/1 1.0s\ndone in 1.0s\n"}, epochs=1)
     out = io.StringIO()
     watcher = Watcher(Progress(path, tmp_path), out).start()
     watcher.stop()  # its last poll still reports what finished

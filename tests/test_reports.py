@@ -67,7 +67,10 @@ def test_report_shows_looks_and_detectable_effect_next_to_the_verdict(report: Pa
     row = html.split('data-claim="cnn-vs-mlp-time"', 1)[1].split("</tr>", 1)[0]
     assert "n = 3: statistic 1.1, p = 0.16 vs boundary α = 0.0167 → inconclusive" in row
     assert "n = 5: statistic 1.3" in row
-    assert "smallest effect detectable with 80% power is 0.83 (observed 0.31); the observed effect would need 17 seeds" in row
+    assert (
+        "smallest effect detectable with 80% power is 0.83 (observed 0.31); the observed effect would need 17 seeds"
+        in row
+    )
     article = html.split('<article class="claim" id="cnn-vs-mlp-time">', 1)[1].split("</article>", 1)[0]
     assert article.count("<td>inconclusive</td>") == 2 and "17 seeds" in article
     assert "CNN/MLP time ratio = 5, 4.7, 5.4" in article
@@ -86,7 +89,9 @@ def test_every_image_is_an_existing_png(report: Path) -> None:
 
 def test_verdict_table_labels_and_colours(report: Path) -> None:
     html = (report / "index.html").read_text()
-    rows = dict(re.findall(r'<tr class="verdict-row" data-claim="([^"]+)">.*?<span class="badge (v-[\w-]+)">', html, re.S))
+    rows = dict(
+        re.findall(r'<tr class="verdict-row" data-claim="([^"]+)">.*?<span class="badge (v-[\w-]+)">', html, re.S)
+    )
     assert rows["arch-basic-param-counts"] == "v-holds"
     assert rows["batch-small-unstable"] == "v-refuted"
     assert rows["overfitting-signature"] == "v-known-refutation"
@@ -121,14 +126,21 @@ def test_missing_arrays_file_still_builds(tmp_path: Path) -> None:
     assert 'id="ambiguities-rare"' in html
 
 
-@pytest.mark.parametrize("content, problem", [
-    (None, "file not found"),
-    ("{not json", "not valid JSON"),
-    (json.dumps({"schema": 99}), "schema is 99"),
-    (json.dumps({"schema": 1, "session": {}, "runs": [], "claims": [{"id": "x", "verdict": "maybe"}]}), "verdict 'maybe'"),
-])
-def test_bad_evidence_exits_2_with_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture, content: str | None,
-                                                  problem: str) -> None:
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (None, "file not found"),
+        ("{not json", "not valid JSON"),
+        (json.dumps({"schema": 99}), "schema is 99"),
+        (
+            json.dumps({"schema": 1, "session": {}, "runs": [], "claims": [{"id": "x", "verdict": "maybe"}]}),
+            "verdict 'maybe'",
+        ),
+    ],
+)
+def test_bad_evidence_exits_2_with_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str | None, problem: str
+) -> None:
     if content is not None:
         (tmp_path / "evidence.json").write_text(content)
     assert main(["--evidence", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
@@ -142,14 +154,24 @@ def test_cli_subprocess_uses_env_default_and_never_imports_tensorflow(tmp_path: 
     data, arrays = make_evidence()
     write(tmp_path / "ev", data, arrays)
     env = {**os.environ, "MNIST_CLAIMS_EVIDENCE": str(tmp_path / "ev")}
-    code = ("import sys; from reports.__main__ import main; rc = main(sys.argv[1:]); "
-            "assert not {'tensorflow', 'keras'} & set(sys.modules); sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", code, "--out", "rep"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from reports.__main__ import main; rc = main(sys.argv[1:]); "
+        "assert not {'tensorflow', 'keras'} & set(sys.modules); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--out", "rep"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(tmp_path / "rep" / "index.html")
     env["MNIST_CLAIMS_EVIDENCE"] = str(tmp_path / "nowhere")
-    done = subprocess.run([sys.executable, "-m", "reports"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "reports"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr and "nowhere" in done.stderr
 
 
@@ -169,7 +191,9 @@ def planted() -> tuple[dict, dict]:
     claims["cnn-vs-mlp-time"]["headline"]["values"] = [9.0, 9.2, 8.8]
     claims["ambiguities-rare"]["statistics"]["fraction"] = summary([0.020, 0.021, 0.022])  # far outside its CI
     claims["ambiguities-rare"]["statistics"]["error_rate"] = summary([0.31, 0.30, 0.30])  # within its CI
-    claims["cnn-vs-mlp-accuracy"]["statistics"]["test_accuracy"] = comparison([0.985, 0.987, 0.984], [0.958, 0.956, 0.959])
+    claims["cnn-vs-mlp-accuracy"]["statistics"]["test_accuracy"] = comparison(
+        [0.985, 0.987, 0.984], [0.958, 0.956, 0.959]
+    )
     for r in cur["runs"]:
         r["key"] += "-tf2.22"  # keys embed library versions: matching must not use them
     slow = next(r for r in cur["runs"] if r["model"] == "mlp" and r["seed"] == 1)
@@ -183,16 +207,23 @@ def test_regression_finds_exactly_the_planted_changes() -> None:
     base, cur = planted()
     changes = regression.compare(as_evidence(base), as_evidence(cur))
     assert {(v.claim_id, v.before, v.after) for v in changes.verdicts} == {
-        ("arch-dense-bottleneck", "holds", "refuted"), ("overfitting-signature", "known refutation", "refuted"),
-        ("cnn-vs-mlp-time", "inconclusive", "holds")}
+        ("arch-dense-bottleneck", "holds", "refuted"),
+        ("overfitting-signature", "known refutation", "refuted"),
+        ("cnn-vs-mlp-time", "inconclusive", "holds"),
+    }
     assert [v.claim_id for v in changes.significant] == ["arch-dense-bottleneck", "cnn-vs-mlp-time"]
     assert [v.claim_id for v in changes.within_noise] == ["overfitting-signature"]
     by_id = {v.claim_id: v.test for v in changes.verdicts}
-    assert not by_id["arch-dense-bottleneck"].applicable and "fewer than 2 values" in by_id["arch-dense-bottleneck"].text()
+    assert (
+        not by_id["arch-dense-bottleneck"].applicable and "fewer than 2 values" in by_id["arch-dense-bottleneck"].text()
+    )
     assert by_id["cnn-vs-mlp-time"].p < 0.05 and by_id["overfitting-signature"].p > 0.05
     assert changes.not_rerun == []
     assert {(s.claim_id, s.statistic) for s in changes.statistics} == {
-        ("ambiguities-rare", "fraction"), ("cnn-vs-mlp-accuracy", "test_accuracy.b"), ("cnn-vs-mlp-accuracy", "test_accuracy.diff")}
+        ("ambiguities-rare", "fraction"),
+        ("cnn-vs-mlp-accuracy", "test_accuracy.b"),
+        ("cnn-vs-mlp-accuracy", "test_accuracy.diff"),
+    }
     assert [(r.label, round(r.ratio, 2)) for r in changes.slower_runs] == [("mlp bs=64 ep=10 seed=1", 1.25)]
     assert [(v.name, v.before, v.after) for v in changes.versions] == [("tensorflow", "2.21.0", "2.22.0")]
     assert changes.added == changes.removed == []
@@ -204,7 +235,9 @@ def test_regression_of_identical_evidence_is_empty() -> None:
     assert not (changes.verdicts or changes.statistics or changes.slower_runs or changes.versions)
 
 
-def test_fail_on_change_exits_1_only_for_significant_verdict_changes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_fail_on_change_exits_1_only_for_significant_verdict_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     base, cur = planted()
     _, arrays = make_evidence()
     keep = set(ARCH_IDS) | {"ambiguities-rare", "overfitting-signature"}  # a small report keeps the test fast

@@ -24,9 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 def start_tiny(root: Path, epochs: int = 2, seed: int = 0) -> subprocess.Popen:
     """Another process asking the store at `root` for a tiny run."""
-    return subprocess.Popen([sys.executable, "-m", "tests.tiny", str(root), str(epochs), str(seed)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.tiny", str(root), str(epochs), str(seed)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 def end_and_fail(process: subprocess.Popen, why: str) -> None:
@@ -70,9 +75,17 @@ def test_key_is_stable_across_processes(store, tmp_path):
 def test_key_changes_with_every_field(store):
     spec = store.spec("tiny", batch_size=32, epochs=2, seed=0)
     changed = {
-        "model": "mlp", "model_config": {"padding": "same"}, "optimizer": {"class_name": "Adam", "config": {}},
-        "batch_size": 64, "epochs": 3, "validation_split": 0.2, "seed": 1, "data_fingerprint": "0" * 64,
-        "versions": {**spec.versions, "tensorflow": "9.9"}, "profile": "smoke", "deterministic": False,
+        "model": "mlp",
+        "model_config": {"padding": "same"},
+        "optimizer": {"class_name": "Adam", "config": {}},
+        "batch_size": 64,
+        "epochs": 3,
+        "validation_split": 0.2,
+        "seed": 1,
+        "data_fingerprint": "0" * 64,
+        "versions": {**spec.versions, "tensorflow": "9.9"},
+        "profile": "smoke",
+        "deterministic": False,
         "model_source": "0" * 64,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(RunSpec)}, "a new field needs a case here"
@@ -150,8 +163,12 @@ def test_killed_training_leaves_nothing_valid(tmp_path):
 
 
 def test_waiting_on_a_silent_process_ends_at_its_deadline(tmp_path):
-    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    silent = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     start = time.monotonic()
     with pytest.raises(pytest.fail.Exception, match="did not say"):
         wait_for_log(silent, tmp_path, "epoch 1/", timeout=1)

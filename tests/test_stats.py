@@ -230,8 +230,10 @@ def test_detectable_effect_and_seeds_needed():
 
 def test_detectable_counts_the_shared_error_that_more_seeds_do_not_shrink():
     values = [0.9930, 0.9924, 0.9926]
-    plain, shared = one_sided(values, 0.995, higher_is_better=False), one_sided(values, 0.995, higher_is_better=False,
-                                                                                 extra_se=0.00085)
+    plain, shared = (
+        one_sided(values, 0.995, higher_is_better=False),
+        one_sided(values, 0.995, higher_is_better=False, extra_se=0.00085),
+    )
     assert shared.detectable()["effect"] > plain.detectable()["effect"]
     assert shared.detectable()["seeds_needed"] > plain.detectable()["seeds_needed"]
     floor = one_sided(values, 0.9945, higher_is_better=False, extra_se=0.00085)  # 0.0018 < 2.49 * 0.00085
@@ -256,7 +258,7 @@ def test_comparison_to_dict_is_plain_json():
     d = json.loads(json.dumps(compare(A, B).to_dict()))
     assert d["a"]["n"] == 5 and d["diff"]["n"] == 5
     assert d["p_a_better"] == 1.0
-    assert d["p_a_better_ci"] == [pytest.approx(0.025 ** 0.2), 1.0]
+    assert d["p_a_better_ci"] == [pytest.approx(0.025**0.2), 1.0]
     assert d["higher_is_better"] is True
     assert d["decision"] == "a_better"
 
@@ -297,7 +299,11 @@ def test_rise_is_capped_and_diverged_runs_take_the_cap():
 
 
 def test_sequential_plan_looks_and_bonferroni_levels():
-    assert sequential_plan(8) == [(3, pytest.approx(0.05 / 3)), (5, pytest.approx(0.05 / 3)), (8, pytest.approx(0.05 / 3))]
+    assert sequential_plan(8) == [
+        (3, pytest.approx(0.05 / 3)),
+        (5, pytest.approx(0.05 / 3)),
+        (8, pytest.approx(0.05 / 3)),
+    ]
     assert [n for n, _ in sequential_plan(20)] == [3, 5, 8, 13, 20]
     assert [n for n, _ in sequential_plan(10)] == [3, 5, 8, 10]
     assert sequential_plan(3) == [(3, 0.05)]

@@ -33,8 +33,10 @@ def builder_file(tmp_path: Path, body: str, name: str = "student.py") -> Path:
 
 
 def small(input_shape: str = "(28, 28, 1)", classes: int = 10, last: str = "softmax") -> str:
-    return (f"def build():\n    return keras.Sequential([keras.Input({input_shape}), layers.Flatten(), "
-            f"layers.Dense({classes}, activation='{last}')])\n")
+    return (
+        f"def build():\n    return keras.Sequential([keras.Input({input_shape}), layers.Flatten(), "
+        f"layers.Dense({classes}, activation='{last}')])\n"
+    )
 
 
 def error_of(source: str | Path) -> str:
@@ -59,8 +61,9 @@ def test_suffix_other_than_py_or_keras(tmp_path: Path) -> None:
 
 def test_missing_function(tmp_path: Path) -> None:
     path = builder_file(tmp_path, small().replace("def build", "def make"))
-    assert error_of(f"{path}:build") == (f"{path}: has no function 'build' (it defines ['make']); "
-                                         "name the builder after the colon")
+    assert error_of(f"{path}:build") == (
+        f"{path}: has no function 'build' (it defines ['make']); name the builder after the colon"
+    )
 
 
 def test_py_without_function_name(tmp_path: Path) -> None:
@@ -70,7 +73,9 @@ def test_py_without_function_name(tmp_path: Path) -> None:
 
 def test_import_that_raises(tmp_path: Path) -> None:
     path = builder_file(tmp_path, "import no_such_module_here\n" + small())
-    assert "importing it raised ModuleNotFoundError: No module named 'no_such_module_here'; fix the file" in error_of(f"{path}:build")
+    assert "importing it raised ModuleNotFoundError: No module named 'no_such_module_here'; fix the file" in error_of(
+        f"{path}:build"
+    )
 
 
 def test_function_that_raises(tmp_path: Path) -> None:
@@ -85,8 +90,9 @@ def test_function_returning_no_model(tmp_path: Path) -> None:
 
 def test_wrong_input_shape(tmp_path: Path) -> None:
     path = builder_file(tmp_path, small(input_shape="(32, 32, 3)"))
-    assert error_of(f"{path}:build") == (f"{path}: the model takes input (32, 32, 3), not (28, 28, 1); "
-                                         "use keras.Input((28, 28, 1))")
+    assert error_of(f"{path}:build") == (
+        f"{path}: the model takes input (32, 32, 3), not (28, 28, 1); use keras.Input((28, 28, 1))"
+    )
 
 
 def test_no_defined_input(tmp_path: Path) -> None:
@@ -96,8 +102,9 @@ def test_no_defined_input(tmp_path: Path) -> None:
 
 def test_wrong_output_shape(tmp_path: Path) -> None:
     path = builder_file(tmp_path, small(classes=9))
-    assert error_of(f"{path}:build") == (f"{path}: the model outputs (9,), not (10,); "
-                                         "end it with Dense(10, activation='softmax')")
+    assert error_of(f"{path}:build") == (
+        f"{path}: the model outputs (9,), not (10,); end it with Dense(10, activation='softmax')"
+    )
 
 
 def test_logits_instead_of_probabilities(tmp_path: Path) -> None:
@@ -111,26 +118,36 @@ def test_bad_optimizer(tmp_path: Path) -> None:
 
 
 def test_python_builder_with_lambda_layer(tmp_path: Path) -> None:
-    body = ("def build():\n    return keras.Sequential([keras.Input((28, 28, 1)), layers.Lambda(lambda x: x * 2), "
-            "layers.Flatten(), layers.Dense(10, activation='softmax')])\n")
+    body = (
+        "def build():\n    return keras.Sequential([keras.Input((28, 28, 1)), layers.Lambda(lambda x: x * 2), "
+        "layers.Flatten(), layers.Dense(10, activation='softmax')])\n"
+    )
     assert "Keras cannot load this model back in safe_mode" in error_of(f"{builder_file(tmp_path, body)}:build")
 
 
 def test_corrupt_keras_file(tmp_path: Path) -> None:
     (tmp_path / "noise.keras").write_bytes(b"not a zip archive at all")
-    assert error_of(tmp_path / "noise.keras") == (f"{tmp_path}/noise.keras: not a readable .keras file; "
-                                                  "save the model again with model.save('noise.keras')")
+    assert error_of(tmp_path / "noise.keras") == (
+        f"{tmp_path}/noise.keras: not a readable .keras file; save the model again with model.save('noise.keras')"
+    )
     truncated = tmp_path / "truncated.keras"
-    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                      keras.layers.Dense(10, activation="softmax")]).save(truncated)
+    keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    ).save(truncated)
     truncated.write_bytes(truncated.read_bytes()[:300])
     assert error_of(truncated).startswith(f"{truncated}: not a readable .keras file")
 
 
 def test_keras_file_with_lambda_layer_is_refused_by_safe_mode(tmp_path: Path) -> None:
     path = tmp_path / "lambda.keras"
-    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(),
-                      keras.layers.Dense(10, activation="softmax")]).save(path)
+    keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Lambda(lambda x: x * 2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    ).save(path)
     message = error_of(path)
     assert message.startswith(f"{path}: contains code (a Lambda layer or a pickled function)")
     assert "safe_mode" in message and "replace it with built-in layers" in message
@@ -158,19 +175,32 @@ def test_keras_file_gives_its_architecture_with_weights_from_the_seed(tmp_path: 
         keras.utils.set_random_seed(seed)
         weights.append(submission.builder().layers[0].get_weights()[0])
     assert np.array_equal(weights[0], weights[1]) and not np.array_equal(weights[0], weights[2])
-    assert [type(layer).__name__ for layer in submission.builder().layers] == \
-        ["Conv2D", "MaxPooling2D", "Conv2D", "Flatten", "Dense"]
+    assert [type(layer).__name__ for layer in submission.builder().layers] == [
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "Flatten",
+        "Dense",
+    ]
     assert load(str(path)).digest == submission.digest
 
 
 # --- run keys ----------------------------------------------------------------------------------
 
 
-NOTEBOOK_SPEC = dict(model="improved_cnn", model_config={},
-                     optimizer={"class_name": "SGD", "config": {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}},
-                     batch_size=64, epochs=20, validation_split=0.1, seed=0, data_fingerprint="ab" * 32,
-                     versions={"keras": "3.15.1", "keras_backend": "tensorflow", "tensorflow": "2.21.0"},
-                     profile="notebook", deterministic=True)
+NOTEBOOK_SPEC = dict(
+    model="improved_cnn",
+    model_config={},
+    optimizer={"class_name": "SGD", "config": {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}},
+    batch_size=64,
+    epochs=20,
+    validation_split=0.1,
+    seed=0,
+    data_fingerprint="ab" * 32,
+    versions={"keras": "3.15.1", "keras_backend": "tensorflow", "tensorflow": "2.21.0"},
+    profile="notebook",
+    deterministic=True,
+)
 
 
 def test_notebook_keys_are_unchanged_by_the_model_source_field() -> None:
@@ -212,7 +242,10 @@ def test_find_layers_by_type() -> None:
     assert models.find_layers(models.improved_cnn()) == models.ConvLayout(0, 1, 3)
     assert models.find_layers(models.basic_cnn()) == models.ConvLayout(0, 2, None)
     layout = models.find_layers(models.mlp())
-    assert layout == models.ConvLayout(None, None, None) and layout.missing("conv1", "pool1") == "the model has no Conv2D layer"
+    assert (
+        layout == models.ConvLayout(None, None, None)
+        and layout.missing("conv1", "pool1") == "the model has no Conv2D layer"
+    )
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -224,5 +257,7 @@ def test_model_option_errors_are_one_usage_line(pytester: pytest.Pytester, tmp_p
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --model improved_cnn: {tmp_path}/absent.py: no such file; check the path"])
     result = pytester.runpytest_subprocess("--model", "resnet=x.py:build")
-    result.stderr.fnmatch_lines(["ERROR: --model resnet=x.py:build: expected NAME=SOURCE with NAME one of basic_cnn, improved_cnn, mlp"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --model resnet=x.py:build: expected NAME=SOURCE with NAME one of basic_cnn, improved_cnn, mlp"]
+    )
     assert "Traceback" not in result.stderr.str()

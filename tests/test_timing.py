@@ -17,12 +17,16 @@ LAST_LOOK_ALPHA = 0.05 / len(timing.LOOKS)
 
 
 @pytest.mark.rule_of("cnn-vs-mlp-time")
-@pytest.mark.parametrize("ratios, gpus, verdict", [
-    ([3.0, 3.2, 2.9, 3.1, 3.05], [], "holds"),
-    ([1.3, 1.25, 1.4, 1.35, 1.3], [], "refuted"),
-    ([1.6, 2.6, 2.0, 2.3, 1.8], [], "inconclusive"),
-    ([3.0, 3.2, 2.9, 3.1, 3.05], ["NVIDIA H200"], "inconclusive"),
-], ids=["clearly-slower", "less-than-twice", "straddles-2", "on-a-gpu"])
+@pytest.mark.parametrize(
+    "ratios, gpus, verdict",
+    [
+        ([3.0, 3.2, 2.9, 3.1, 3.05], [], "holds"),
+        ([1.3, 1.25, 1.4, 1.35, 1.3], [], "refuted"),
+        ([1.6, 2.6, 2.0, 2.3, 1.8], [], "inconclusive"),
+        ([3.0, 3.2, 2.9, 3.1, 3.05], ["NVIDIA H200"], "inconclusive"),
+    ],
+    ids=["clearly-slower", "less-than-twice", "straddles-2", "on-a-gpu"],
+)
 def test_rule_reaches_every_verdict(ratios, gpus, verdict):
     decided, look = cnn_vs_mlp_time_rule(ratios, LAST_LOOK_ALPHA, gpus)
     assert decided.value == verdict
@@ -34,8 +38,11 @@ def test_rule_reaches_every_verdict(ratios, gpus, verdict):
         assert look.ci_high < MUCH_SLOWER
 
 
-@pytest.mark.parametrize("ratios", [[3.0], [3.0, -1.0], [3.0, math.nan], [3.0, math.inf], [3.0, 3.0, 3.0]],
-                         ids=["one-round", "negative", "nan", "inf", "no-spread"])
+@pytest.mark.parametrize(
+    "ratios",
+    [[3.0], [3.0, -1.0], [3.0, math.nan], [3.0, math.inf], [3.0, 3.0, 3.0]],
+    ids=["one-round", "negative", "nan", "inf", "no-spread"],
+)
 def test_failed_or_degenerate_measurements_decide_nothing(ratios):
     look = timing.ratio_look(ratios, MUCH_SLOWER, LAST_LOOK_ALPHA)
     assert look.verdict == "inconclusive" and math.isnan(look.mean)
@@ -82,8 +89,9 @@ def decided_share(true_ratio: float, log_sd: float, alpha: float, trials: int = 
     rng = np.random.default_rng(1)
     decided = 0
     for _ in range(trials):
-        _, looks, _ = timing.sequential_ratio_test(lambda: true_ratio * math.exp(rng.normal(0, log_sd)),
-                                                MUCH_SLOWER, alpha=alpha)
+        _, looks, _ = timing.sequential_ratio_test(
+            lambda: true_ratio * math.exp(rng.normal(0, log_sd)), MUCH_SLOWER, alpha=alpha
+        )
         decided += looks[-1].verdict != "inconclusive"
     return decided / trials
 

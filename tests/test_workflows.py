@@ -49,13 +49,25 @@ def test_the_workflows_pass_actionlint() -> None:
 
 PLANTED = [
     # (what, text in nightly.yml, its replacement, actionlint's kind of error)
-    ("unclosed expression", "claims-${{ matrix.env }}-${{ github.run_id }}-",
-     "claims-${{ matrix.env }-${{ github.run_id }}-", "expression"),
+    (
+        "unclosed expression",
+        "claims-${{ matrix.env }}-${{ github.run_id }}-",
+        "claims-${{ matrix.env }-${{ github.run_id }}-",
+        "expression",
+    ),
     ("unknown key", "    timeout-minutes: 180\n", "    timeout-minute: 180\n", "syntax-check"),
-    ("output of a job not needed", "${{ needs.environments.outputs.newest }}", "${{ needs.claims.outputs.newest }}",
-     "expression"),
-    ("unquoted shell variable", 'cat artifacts/nightly/summary.md >> "$GITHUB_STEP_SUMMARY"',
-     "cat artifacts/nightly/summary.md >> $GITHUB_STEP_SUMMARY", "shellcheck"),
+    (
+        "output of a job not needed",
+        "${{ needs.environments.outputs.newest }}",
+        "${{ needs.claims.outputs.newest }}",
+        "expression",
+    ),
+    (
+        "unquoted shell variable",
+        'cat artifacts/nightly/summary.md >> "$GITHUB_STEP_SUMMARY"',
+        "cat artifacts/nightly/summary.md >> $GITHUB_STEP_SUMMARY",
+        "shellcheck",
+    ),
 ]
 
 
@@ -75,8 +87,13 @@ def test_actionlint_fails_on_a_planted_error(tmp_path: Path, what: str, text: st
 
 
 def test_nox_lists_each_release_newest_first_then_jax_and_the_matrix() -> None:
-    done = subprocess.run([tool("nox"), "--list", "--json", "--noxfile", str(ROOT / "noxfile.py")],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run(
+        [tool("nox"), "--list", "--json", "--noxfile", str(ROOT / "noxfile.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     sessions = json.loads(done.stdout)
     envs = [s["call_spec"]["env"] for s in sessions if s["name"] == "claims"]

@@ -24,13 +24,15 @@ from fixtures.runs import RunStore
 @register_model("tiny", optimizer=sgd(0.05))
 def tiny() -> keras.Model:
     """Two conv filters and a softmax: enough to have a real training history."""
-    return keras.Sequential([
-        keras.Input(INPUT_SHAPE),
-        keras.layers.Conv2D(2, (3, 3), activation="relu"),
-        keras.layers.MaxPooling2D((4, 4)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE),
+            keras.layers.Conv2D(2, (3, 3), activation="relu"),
+            keras.layers.MaxPooling2D((4, 4)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        ]
+    )
 
 
 def tiny_data(n_train: int = 400, n_test: int = 100) -> Mnist:
@@ -53,6 +55,16 @@ if __name__ == "__main__":
     spec = store.spec("tiny", batch_size=32, epochs=epochs, seed=seed)
     requested = time.time()
     run = store.get(spec)
-    print(json.dumps({"key": run.spec.key, "source": run.source, "history": run.history,
-                      "keras_backend": run.spec.versions["keras_backend"], "environment": run.environment,
-                      "requested": requested, "obtained": time.time()}))
+    print(
+        json.dumps(
+            {
+                "key": run.spec.key,
+                "source": run.source,
+                "history": run.history,
+                "keras_backend": run.spec.versions["keras_backend"],
+                "environment": run.environment,
+                "requested": requested,
+                "obtained": time.time(),
+            }
+        )
+    )

@@ -10,11 +10,14 @@ from keras import layers
 
 def build() -> keras.Model:
     """Conv2D 8 -> MaxPool 2 -> Conv2D 8 -> Flatten -> Dense 10 softmax, trained with the notebook's optimizer."""
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(8, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(8, (3, 3), activation="relu"),
-        layers.Flatten(),
-        layers.Dense(10, activation="softmax"),
-    ], name="student_good")
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(8, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(8, (3, 3), activation="relu"),
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ],
+        name="student_good",
+    )
