@@ -24,16 +24,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fixtures import backend, models, recipes, stats
-from fixtures.analysis import (
-    block_max_pool,
-    class_means,
-    conv_error_bound,
-    conv_valid,
-    gradient_energy_share,
-    selectivity_index,
-)
-from fixtures.claim import Ruling, stated
+from fixtures import analysis, backend, models, recipes, stats
+from fixtures.claim import Ruling, rule
 
 EXAMPLE = 31727  # the notebook's `idx`: "This example could be a 1 or 7."
 N_RANDOM_PROBES = 4  # further training examples whose feature maps are checked too
@@ -114,7 +106,7 @@ def probe(mnist: Any, probe_indices: list[int]) -> Callable[[Any], Probe]:
             sub = keras.Model(model.inputs, [model.layers[i].output for i in found] + list(model.outputs))
             outputs = sub.predict(x, verbose=0)
             *maps, probabilities = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-            by_index = dict(zip(found, maps))
+            by_index = dict(zip(found, maps, strict=True))
             done[run.spec.key] = Probe(
                 run, layout, *(by_index.get(i) for i in (layout.conv1, layout.pool1, layout.conv2)), probabilities
             )
@@ -132,6 +124,7 @@ def probes(improved: list[Any], probe: Callable[[Any], Probe]) -> list[Probe]:
 # --- Accessing trained weights -------------------------------------------------------------
 
 
+@rule
 def weight_shapes_rule(rows: Sequence[dict]) -> Ruling:
     """Exact identity (never inconclusive): every checked layers[0] kernel has its model's expected shape,
     (3,3,1,32) for the improved CNN and (3,3,1,16) for the basic one, equal to the layer's
@@ -192,10 +185,8 @@ def test_weight_shapes(claim, runs, seeds, improved):
         )
     ruling = weight_shapes_rule(rows)
     claim.check(
-        ruling.verdict,
-        rule=stated(weight_shapes_rule),
+        ruling,
         summary=ruling.headline["text"] + f" ({len(improved)} improved seed(s), basic seed {seeds[0]})",
-        headline=ruling.headline,
         measured={"layers": rows},
         runs=[*improved, basic],
         seeds=seeds,
@@ -205,6 +196,7 @@ def test_weight_shapes(claim, runs, seeds, improved):
 # --- Visualizing the feature maps ----------------------------------------------------------
 
 
+@rule
 def feature_maps_rule(shapes_ok: Sequence[bool], error_over_bound: Sequence[float]) -> Ruling:
     """Exact identity up to rounding (never inconclusive: the bound is an a-priori worst case, not a noise
     estimate): holds if every seed's layers[0] maps have the expected shape and every element equals
@@ -269,10 +261,10 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
             expected = (28 - layer.kernel_size[0] + 1, 28 - layer.kernel_size[1] + 1, layer.filters)
         shape_ok = probe.conv1.shape == (len(probe_indices), *expected)
         errors, ratios = [], []
-        for image, maps in zip(images, probe.conv1):
-            reference = np.maximum(conv_valid(image, kernel, bias), 0.0)
+        for image, maps in zip(images, probe.conv1, strict=True):
+            reference = np.maximum(analysis.conv_valid(image, kernel, bias), 0.0)
             error = np.abs(maps.astype(np.float64) - reference)
-            bound = conv_error_bound(image, kernel, bias, operand_unit_roundoff=operand_u)
+            bound = analysis.conv_error_bound(image, kernel, bias, operand_unit_roundoff=operand_u)
             errors.append(float(error.max()))
             ratios.append(float(np.max(error / np.maximum(bound, np.finfo(np.float64).tiny))))
         shapes_ok.append(shape_ok)
@@ -295,9 +287,7 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
     )
     ruling = feature_maps_rule(shapes_ok, worst_ratios)
     claim.check(
-        ruling.verdict,
-        rule=stated(feature_maps_rule),
-        headline=ruling.headline,
+        ruling,
         summary=f"maps {(1, *first.conv1.shape[1:])} = ReLU(x corr W_k + b_k) for {len(probe_indices)} images x "
         f"{len(probes)} seed(s): max abs error {max(max_errors):.2e}, at most {max(worst_ratios):.2f} "
         f"of the rounding bound",
@@ -308,6 +298,7 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
     )
 
 
+@rule
 def pooling_rule(differing: Sequence[int]) -> Ruling:
     """Exact identity (never inconclusive: a maximum rounds nothing): holds if, on every seed, layers[1]'s
     output has the expected shape and equals the 2x2 block maximum of layers[0]'s maps in every element
@@ -361,7 +352,7 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
             size = _pool_size_as_the_notebook_computes_it(probe)
             expected_shape = (probe.conv1.shape[1] // size, probe.conv1.shape[2] // size, probe.conv1.shape[3])
         shape_ok = probe.pool1.shape == (len(probe_indices), *expected_shape)
-        expected = np.stack([block_max_pool(maps, size) for maps in probe.conv1])
+        expected = np.stack([analysis.block_max_pool(maps, size) for maps in probe.conv1])
         differing = int(np.sum(probe.pool1 != expected)) if shape_ok else -1
         mismatches.append(differing)
         measured["per_seed"].append(
@@ -376,9 +367,7 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
     claim.save_arrays(pool_maps=first.pool1[0])
     ruling = pooling_rule(mismatches)
     claim.check(
-        ruling.verdict,
-        rule=stated(pooling_rule),
-        headline=ruling.headline,
+        ruling,
         summary=f"pooling maps {(1, *first.pool1.shape[1:])}: 2x2 block maxima of the 26x26 conv maps, "
         f"{sum(mismatches)} differing elements over {len(probe_indices)} images x {len(probes)} seed(s)",
         measured=measured,
@@ -387,6 +376,7 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
     )
 
 
+@rule
 def deeper_layer_rule(rows: Sequence[dict]) -> Ruling:
     """Exact identity (never inconclusive): on every seed layers[3] is a Conv2D whose output is
     (n_images, 11, 11, 64) with no negative value (ReLU)."""
@@ -434,9 +424,7 @@ def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
     claim.save_arrays(conv2_maps=first.conv2[0])
     zero = [m["zero_fraction"] for m in measured["per_seed"]]
     claim.check(
-        ruling.verdict,
-        rule=stated(deeper_layer_rule),
-        headline=ruling.headline,
+        ruling,
         summary=f"layers[3] ({measured['per_seed'][0]['layer']}) maps {(1, *first.conv2.shape[1:])}; "
         f"{np.mean(zero):.0%} of its activations on the probe images are zero",
         measured=measured,
@@ -446,6 +434,7 @@ def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
     )
 
 
+@rule
 def edge_rule(
     trained: Sequence[float], initial: Sequence[float], random: Sequence[float], alpha: float = stats.ALPHA
 ) -> Ruling:
@@ -504,7 +493,7 @@ def test_filters_detect_edges(claim, runs):
             random = (rng.standard_normal((3, 3, 1, filters, RANDOM_FILTERS_PER_FILTER)) * sd[:, None]).reshape(
                 3, 3, 1, -1
             )
-            s_trained, s_init, s_random = (gradient_energy_share(f) for f in (trained, initial, random))
+            s_trained, s_init, s_random = (analysis.gradient_energy_share(f) for f in (trained, initial, random))
             rows.append(
                 {
                     "seed": run.spec.seed,
@@ -538,13 +527,10 @@ def test_filters_detect_edges(claim, runs):
     runs_used = [r.pop("run") for r in m["rows"]]
     s0 = m["rows"][0]
     claim.check(
-        ruling.verdict,
-        rule=stated(edge_rule),
+        ruling,
         summary=f"mean edge score trained {np.mean(m['trained']):.2f} vs initial {np.mean(m['initial']):.2f} vs random "
         f"{np.mean(m['random']):.2f} (chance 0.25); {ruling.headline['text']}; seed {s0['seed']}: "
         f"{s0['filters_above_half_trained']}/{s0['filters']} filters > 0.5",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         measured={"random_filters_per_seed": RANDOM_FILTERS_PER_FILTER * s0["filters"], "per_seed": m["rows"]},
         statistics={
             "mean_score_trained_vs_initial": stats.compare(m["trained"], m["initial"], alpha=ruling.alpha),
@@ -558,6 +544,7 @@ def test_filters_detect_edges(claim, runs):
 # --- The ambiguous example and how often ambiguities happen --------------------------------
 
 
+@rule
 def one_or_seven_rule(label: int, probabilities: np.ndarray, alpha: float = stats.ALPHA) -> Ruling:
     """Example 31727 "could be a 1 or 7": refuted if its label is not 1; otherwise, per seed, margin =
     min(p(1), p(7)) minus the largest other class's probability (> 0 exactly when the two most probable
@@ -602,16 +589,14 @@ def test_example_31727_is_a_one_or_a_seven(claim, runs, mnist, probe):
             "p7": float(p[7]),
             "probabilities": p,
         }
-        for pr, p in zip(m["probes"], m["probabilities"])
+        for pr, p in zip(m["probes"], m["probabilities"], strict=True)
     ]
     claim.save_arrays(image=mnist.X_train[EXAMPLE][:, :, 0] + mnist.X_mean[:, :, 0], probabilities=m["probabilities"])
     claim.check(
-        ruling.verdict,
-        rule=stated(one_or_seven_rule),
+        ruling,
         summary=f"label {label}; {ruling.headline['text']}; predictions {[r['prediction'] for r in rows]}, top-2 "
-        f"{[r['top2'] for r in rows]}, p(1) {[round(r['p1'], 3) for r in rows]}, p(7) {[round(r['p7'], 3) for r in rows]}",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
+        f"{[r['top2'] for r in rows]}, p(1) {[round(r['p1'], 3) for r in rows]}, "
+        f"p(7) {[round(r['p7'], 3) for r in rows]}",
         measured={"index": EXAMPLE, "label": label, "per_seed": rows},
         statistics={"p1": stats.summarize([r["p1"] for r in rows]), "p7": stats.summarize([r["p7"] for r in rows])},
         runs=[p.run for p in m["probes"]],
@@ -619,6 +604,7 @@ def test_example_31727_is_a_one_or_a_seven(claim, runs, mnist, probe):
     )
 
 
+@rule
 def ambiguities_rare_rule(fractions: Sequence[float], n_test: int, alpha: float = stats.ALPHA) -> Ruling:
     """A test example is ambiguous when the model gives a second digit at least a 1-in-10 chance (runner-up
     softmax probability >= 0.1); ambiguities happen "often" at 1 example in 20 or more. Fraction ambiguous
@@ -682,12 +668,9 @@ def test_ambiguities_are_rare(claim, runs):
     )
     errors = [r["error_rate"] for r in m["rows"]]
     claim.check(
-        ruling.verdict,
-        rule=stated(ambiguities_rare_rule),
+        ruling,
         summary=f"ambiguous (runner-up p >= {RUNNER_UP}): {[f'{f:.2%}' for f in m['fractions']]} of {len(labels)}; "
         f"{ruling.headline['text']}; error rate {[f'{e:.2%}' for e in errors]}",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         measured={
             "runner_up_at_least": RUNNER_UP,
             "often_from": OFTEN,
@@ -722,9 +705,10 @@ def _channel_statistics(model: Any, x: np.ndarray) -> tuple[list[np.ndarray], li
             means[i].append(a.mean(axis=(1, 2)))
             zeros[i] += int(np.count_nonzero(a == 0))
             sizes[i] += a.size
-    return [np.concatenate(m) for m in means], [z / s for z, s in zip(zeros, sizes)]
+    return [np.concatenate(m) for m in means], [z / s for z, s in zip(zeros, sizes, strict=True)]
 
 
+@rule
 def deeper_specific_rule(conv2: Sequence[float], conv1: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
     """Mean class selectivity index (Morcos et al. 2018) of layers[3]'s live channels minus layers[0]'s,
     paired by seed: holds if above 0 by a one-sided paired t-test over seeds at alpha, refuted if below 0,
@@ -755,7 +739,7 @@ def test_deeper_features_are_more_class_specific(claim, runs):
         trained, rows, arrays = improved_runs(runs, seeds), [], {}
         for run in trained:
             (m1, m2), (z1, z2) = _channel_statistics(run.model, x)
-            si1, si2 = (selectivity_index(class_means(m, labels)) for m in (m1, m2))
+            si1, si2 = (analysis.selectivity_index(analysis.class_means(m, labels)) for m in (m1, m2))
             live1, live2 = si1[~np.isnan(si1)], si2[~np.isnan(si2)]
             rows.append(
                 {
@@ -787,12 +771,9 @@ def test_deeper_features_are_more_class_specific(claim, runs):
     rows = m["rows"]
     sparse1, sparse2 = [r["zero_fraction_conv1"] for r in rows], [r["zero_fraction_conv2"] for r in rows]
     claim.check(
-        ruling.verdict,
-        rule=stated(deeper_specific_rule),
+        ruling,
         summary=f"mean selectivity conv2 {np.mean(m['conv2']):.3f} vs conv1 {np.mean(m['conv1']):.3f}; "
         f"{ruling.headline['text']}; zero activations conv2 {np.mean(sparse2):.0%} vs conv1 {np.mean(sparse1):.0%}",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         measured={"n_test": len(labels), "arrays_from_seed": seeds[0], "per_seed": rows},
         statistics={
             "mean_selectivity_conv2_vs_conv1": stats.compare(m["conv2"], m["conv1"], alpha=ruling.alpha),

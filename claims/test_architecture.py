@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fixtures import models
-from fixtures.claim import Ruling, stated
+from fixtures.claim import Ruling, rule
 
 QUESTION_PARAMS = (
     "Q: Which layer has the most parameters? Why? Compare with the fully-connected MLPs you obtained during exercise 5."
@@ -49,6 +49,7 @@ def _measured(name: str, table: Table) -> dict:
     return {"model": name, "layers": table, "total": sum(_params(table))}
 
 
+@rule
 def basic_summary_rule(table: Table) -> Ruling:
     """Exact identity (never inconclusive): per-layer parameters 160, 0, 0, 0, 270500, 0, 1010, 0 (271,670
     in all) and outputs (26,26,16) after the conv, (13,13,16) after pooling, 2704 after Flatten."""
@@ -80,10 +81,7 @@ def test_basic_cnn_summary(claim):
     table = models.layer_table(models.basic_cnn())
     ruling = basic_summary_rule(table)
     claim.check(
-        ruling.verdict,
-        rule=stated(basic_summary_rule),
-        summary=ruling.headline["text"],
-        headline=ruling.headline,
+        ruling,
         measured=_measured("basic CNN (padding='valid')", table),
     )
 
@@ -94,6 +92,7 @@ def _padding_sizes(table: Table) -> dict:
     return {"conv": shapes[0], "pool": shapes[2], "flatten": shapes[3][0], "dense_params": table[4]["params"]}
 
 
+@rule
 def same_padding_rule(valid: Table, same: Table) -> Ruling:
     """Exact identity (never inconclusive): with padding='same' the outputs are (28,28,16), (14,14,16) and
     3136 after Flatten, and the first Dense layer has 313,700 parameters; with 'valid' Flatten gives 2704."""
@@ -125,10 +124,7 @@ def test_same_padding_keeps_size(claim):
     valid, same = models.layer_table(models.basic_cnn("valid")), models.layer_table(models.basic_cnn("same"))
     ruling = same_padding_rule(valid, same)
     claim.check(
-        ruling.verdict,
-        rule=stated(same_padding_rule),
-        summary=ruling.headline["text"],
-        headline=ruling.headline,
+        ruling,
         measured={
             "valid": _padding_sizes(valid),
             "same": _padding_sizes(same),
@@ -137,6 +133,7 @@ def test_same_padding_keeps_size(claim):
     )
 
 
+@rule
 def params_per_filter_rule(kernel_shape: tuple[int, ...], bias_shape: tuple[int, ...], layer_params: int) -> Ruling:
     """Exact identity (never inconclusive): the first conv kernel is (3,3,1,16) with a (16,) bias, so each
     filter has 3*3*1 weights + 1 bias = 10 parameters and the layer 16 * 10 = 160."""
@@ -168,14 +165,12 @@ def test_conv_layer_has_ten_params_per_filter(claim):
     kernel, bias = conv.get_weights()
     ruling = params_per_filter_rule(kernel.shape, bias.shape, conv.count_params())
     claim.check(
-        ruling.verdict,
-        rule=stated(params_per_filter_rule),
-        summary=ruling.headline["text"],
-        headline=ruling.headline,
+        ruling,
         measured={"kernel_shape": kernel.shape, "bias_shape": bias.shape},
     )
 
 
+@rule
 def bottleneck_rule(table: Table) -> Ruling:
     """Exact identity (never inconclusive): the layer with the most parameters is the Dense right after
     Flatten, and it holds over half of the model's parameters."""
@@ -205,14 +200,12 @@ def test_dense_after_flatten_is_the_bottleneck(claim):
     table = models.layer_table(models.basic_cnn())
     ruling = bottleneck_rule(table)
     claim.check(
-        ruling.verdict,
-        rule=stated(bottleneck_rule),
-        summary=ruling.headline["text"],
-        headline=ruling.headline,
+        ruling,
         measured={**_measured("basic CNN", table), "share": ruling.headline["values"][0]},
     )
 
 
+@rule
 def largest_layer_rule(cnn: Table, mlp: Table) -> Ruling:
     """Exact identity (never inconclusive): in the basic CNN and in the MLP alike, the layer with the most
     parameters is the first Dense, right after Flatten, and the CNN's holds more than the MLP's because
@@ -248,14 +241,12 @@ def test_basic_cnn_vs_mlp_parameters(claim):
     cnn, fc = models.layer_table(models.basic_cnn()), models.layer_table(models.mlp())
     ruling = largest_layer_rule(cnn, fc)
     claim.check(
-        ruling.verdict,
-        rule=stated(largest_layer_rule),
-        summary=ruling.headline["text"],
-        headline=ruling.headline,
+        ruling,
         measured={**_measured("MLP baseline", fc), "cnn_layers": cnn},
     )
 
 
+@rule
 def improved_summary_rule(table: Table, basic_total: int) -> Ruling:
     """Exact identity (never inconclusive): the weighted layers have 320, 18496, 240150, 1510 parameters
     (260,476 in all), fewer than the basic CNN's total."""
@@ -287,9 +278,6 @@ def test_improved_cnn_summary(claim):
     table = models.layer_table(models.improved_cnn())
     ruling = improved_summary_rule(table, models.basic_cnn().count_params())
     claim.check(
-        ruling.verdict,
-        rule=stated(improved_summary_rule),
-        summary=ruling.headline["text"],
-        headline=ruling.headline,
+        ruling,
         measured=_measured("improved CNN", table),
     )

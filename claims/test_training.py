@@ -17,7 +17,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from fixtures import backend, models, stats, timing
-from fixtures.claim import Ruling, Verdict, stated
+from fixtures.claim import Ruling, Verdict, rule
 from fixtures.recipes import BATCH_SIZES, NOTEBOOK_STEPS, basic, basic_128, batch_sweep, improved, mlp
 
 Q_RESULTS = "Q: What do you think of 1) the final accuracy and 2) the training time, compared to the MLP of last time?"
@@ -61,6 +61,7 @@ def overfitting_onset(history: dict) -> dict:
     }
 
 
+@rule
 def overfitting_rule(gaps: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
     """Final training minus validation accuracy (both evaluated without dropout) over seeds: holds if
     its mean is above 0 by a one-sided t-test at alpha, refuted if below 0, else inconclusive."""
@@ -87,12 +88,9 @@ def test_basic_cnn_overfits(claim, runs):
     per_seed = [overfitting_onset(run.history) for run in m["runs"]]
     onsets = [p["onset_epoch"] for p in per_seed]
     claim.check(
-        ruling.verdict,
-        rule=stated(overfitting_rule),
+        ruling,
         summary=f"{ruling.headline['text']}; val loss lowest at epoch {onsets} of {len(m['runs'][0].history['loss'])}, "
         f"so overfitting starts after epoch {int(np.median(onsets))} (median)",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         measured={
             "per_seed": per_seed,
             "train_minus_val_accuracy": m["gaps"],
@@ -108,6 +106,7 @@ def test_basic_cnn_overfits(claim, runs):
     )
 
 
+@rule
 def cnn_beats_mlp_rule(cnn: Sequence[float], fc: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
     """Test accuracy of the basic CNN minus the MLP's, paired by seed: holds if the mean difference is
     above 0 by a one-sided paired t-test at alpha, refuted if below 0, else inconclusive."""
@@ -134,12 +133,9 @@ def test_cnn_more_accurate_than_mlp(claim, runs):
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: cnn_beats_mlp_rule(m["cnn"], m["mlp"], alpha))
     comparison = stats.compare(m["cnn"], m["mlp"], alpha=ruling.alpha)
     claim.check(
-        ruling.verdict,
-        rule=stated(cnn_beats_mlp_rule),
+        ruling,
         summary=f"test accuracy CNN {fmt(comparison.a)} vs MLP {fmt(comparison.b)}; {ruling.headline['text']}; "
         f"P(CNN > MLP) = {comparison.p_a_better:.2f} {[round(x, 2) for x in comparison.p_a_better_ci]}",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         statistics={"test_accuracy": comparison},
         runs=m["runs"],
         seeds=seeds,
@@ -202,12 +198,20 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
     ratio_text = f"CPU-time ratio {last.mean:.2f} [{last.ci_low:.2f}, {last.ci_high:.2f}] after {last.n} rounds" + (
         f" ({len(failed)} failed round(s) set aside and redrawn: ratio {failed})" if failed else ""
     )
-    claim.check(
-        verdict,
-        rule=f"CPU only; per round, CPU seconds per training step (fit over 200 minus 100 batches) CNN/MLP; looks "
+    headline = {
+        "name": "CNN/MLP CPU time per training step",
+        "values": ratios,
+        "higher_is_better": None,
+        "text": ratio_text,
+    }
+    rule_text = (
+        f"CPU only; per round, CPU seconds per training step (fit over 200 minus 100 batches) CNN/MLP; looks "
         f"after {list(timing.LOOKS)} rounds ({timing.TIME_CAP_S:g} CPU-s cap): the {1 - last.alpha:.4f} t-CI "
         f"(Bonferroni over the looks) of the geometric-mean ratio above {MUCH_SLOWER:g} holds, below refutes; "
-        f"else next look; a non-positive round ratio is a failed measurement, redrawn",
+        f"else next look; a non-positive round ratio is a failed measurement, redrawn"
+    )
+    claim.check(
+        Ruling(verdict, headline, last.statistic, last.p, last.alpha, rule=rule_text),
         summary=f"{ratio_text} (CNN {np.median(per_epoch['cpu_s']['basic_cnn']):.2f} vs MLP "
         f"{np.median(per_epoch['cpu_s']['mlp']):.2f} CPU s/epoch); {wall_text} (not decisive); on "
         f"{device['cpu']}; the training runs' median epochs (wall, incl. validation): CNN "
@@ -227,18 +231,13 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
             "cpu_ratio": {**last.to_dict(), "values": ratios},
             "wall_ratio": {**wall.to_dict(), "values": wall_ratios},
         },
-        headline={
-            "name": "CNN/MLP CPU time per training step",
-            "values": ratios,
-            "higher_is_better": None,
-            "text": ratio_text,
-        },
         looks=looks,
         runs=cnn + fc,
         seeds=seeds,
     )
 
 
+@rule
 def small_batch_unstable_rule(rise16: Sequence[float], rise128: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
     """Instability = the training loss's largest relative rise above its running minimum (negative if it
     never rises; capped at 1, a diverged run counts 1). Holds if batch 16's instability exceeds batch
@@ -284,14 +283,11 @@ def test_small_batches_are_unstable(claim, runs):
     )
     rises = {b: sum(v >= MIN_RISE for v in vs) for b, vs in instability.items()}
     claim.check(
-        ruling.verdict,
-        rule=stated(small_batch_unstable_rule),
+        ruling,
         summary=f"{ruling.headline['text']}; instability by batch size (mean): "
         + ", ".join(f"{b}: {np.mean(v):.3f}" for b, v in instability.items())
         + f"; loss rose again by >= {MIN_RISE:.0%} in {rises} seeds; Spearman rho(batch size, instability) = "
         f"{rho:.2f} (p = {rho_p:.3g})",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         measured={
             "instability": {str(b): v for b, v in instability.items()},
             "seeds_with_rise": rises,
@@ -310,6 +306,7 @@ def test_small_batches_are_unstable(claim, runs):
     )
 
 
+@rule
 def batch_128_rule(
     test128: Sequence[float],
     test64: Sequence[float],
@@ -353,18 +350,16 @@ def test_batch_128_slightly_better_than_64(claim, runs):
     test = stats.compare(m["test128"], m["test64"], alpha=ruling.alpha)
     val = stats.compare(m["val128"], m["val64"], alpha=ruling.alpha)
     claim.check(
-        ruling.verdict,
-        rule=stated(batch_128_rule),
+        ruling,
         summary=f"test accuracy 128: {fmt(test.a)} vs 64: {fmt(test.b)}; {ruling.headline['text']}; "
         f"P(128 > 64) test {test.p_a_better:.2f}, val {val.p_a_better:.2f}",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         statistics={"test_accuracy": test, "val_accuracy": val},
         runs=m["runs"],
         seeds=seeds,
     )
 
 
+@rule
 def around_99_rule(accuracies: Sequence[float], n_test: int, alpha: float = stats.ALPHA) -> Ruling:
     """Test accuracy over seeds, its standard error widened in quadrature by the binomial error of one
     n_test-example accuracy; "around 99%" is the band [0.985, 0.995] of accuracies that round to 99%.
@@ -400,11 +395,8 @@ def test_improved_cnn_reaches_99_percent(claim, runs):
     n_test = len(runs.data.t_test)
     seeds, m, ruling = claim.decide(measure, lambda m, alpha: around_99_rule(m["accuracy"], n_test, alpha))
     claim.check(
-        ruling.verdict,
-        rule=stated(around_99_rule),
+        ruling,
         summary=f"{ruling.headline['text']}; per seed {[round(v, 4) for v in m['accuracy']]}",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         measured={"band": AROUND_99, "n_test": n_test, "notebook_run": 0.9929},
         statistics={"test_accuracy": stats.summarize(m["accuracy"])},
         runs=m["runs"],
@@ -412,6 +404,7 @@ def test_improved_cnn_reaches_99_percent(claim, runs):
     )
 
 
+@rule
 def no_overfit_rule(gaps: Sequence[float], alpha: float = stats.ALPHA) -> Ruling:
     """The notebook's definition, "overfits when the training accuracy becomes better than the validation
     accuracy", on final training minus validation accuracy evaluated without dropout: holds (does not
@@ -455,12 +448,9 @@ def test_improved_cnn_does_not_overfit(claim, runs):
         alpha=ruling.alpha,
     )
     claim.check(
-        ruling.verdict,
-        rule=stated(no_overfit_rule),
+        ruling,
         summary=f"{ruling.headline['text']} (basic CNN: {fmt(base_gap)}); val loss lowest at epoch {onsets} of "
         f"{len(m['runs'][0].history['loss'])}; test loss improved {fmt(loss.a)} vs basic {fmt(loss.b)}",
-        headline=ruling.headline,
-        detectable=ruling.detectable,
         measured={
             "train_minus_val_accuracy": m["gaps"],
             "val_loss_lowest_epoch": onsets,

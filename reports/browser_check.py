@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     print(
-        f"{'FAILED' if problems else 'ok'}: {args.report_dir / 'index.html'} ({len(problems)} problems); screenshot {screenshot}"
+        f"{'FAILED' if problems else 'ok'}: {args.report_dir / 'index.html'} ({len(problems)} problems); "
+        f"screenshot {screenshot}"
     )
     return 1 if problems else 0
 

@@ -90,7 +90,8 @@ def look(entry: dict) -> str:
 
 
 def detectable(claim: dict) -> str:
-    """What an undecided comparison can rule out: the 80%-power detectable effect and the seeds the observed one needs."""
+    """What an undecided comparison can rule out: the 80%-power detectable effect and the seeds the observed
+    one needs."""
     d = claim.get("detectable") or {}
     n = len(claim.get("seeds") or []) or "these"
     needed = d.get("seeds_needed")

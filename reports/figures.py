@@ -66,7 +66,8 @@ def _band(ax: plt.Axes, curves: np.ndarray, label: str, color: str | None = None
 
 
 def _grid(maps: np.ndarray, ncols: int, title: str) -> plt.Figure:
-    """The last axis of maps tiled row by row into one gray mosaic, each map on its own scale (as the notebook's subplots)."""
+    """The last axis of maps tiled row by row into one gray mosaic, each map on its own scale (as the notebook's
+    subplots)."""
     h, w, n = maps.shape
     nrows = -(-n // ncols)
     lo, hi = maps.min(axis=(0, 1)), maps.max(axis=(0, 1))
@@ -95,7 +96,7 @@ def training_curves(ev: Evidence, out: Path) -> list[Figure]:
     )
     for (model, _config, bs, epochs), runs in groups:
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-        for ax, metric in zip(axes, ("loss", "accuracy")):
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
             _band(ax, _curves(runs, metric), "Training", TRAIN)
             _band(ax, _curves(runs, f"val_{metric}"), "Validation", VAL)
             if onset and _is_basic(runs[0]) and epochs == 10:
@@ -142,11 +143,11 @@ def batch_size(ev: Evidence, out: Path) -> list[Figure]:
             ],
         }
         fig, ax = plt.subplots(figsize=(7, 4))
-        for offset, (label, values) in zip((-0.1, 0.1), final.items()):
+        for offset, (label, values) in zip((-0.1, 0.1), final.items(), strict=True):
             x = np.arange(len(sizes)) + offset
             cis = [mean_ci(v) for v in values]
             ax.errorbar(x, [m for m, _ in cis], yerr=[h for _, h in cis], fmt="o", capsize=4, label=label)
-            for xi, v in zip(x, values):
+            for xi, v in zip(x, values, strict=True):
                 ax.plot([xi] * len(v), v, ".", color="gray", alpha=0.6)
         ax.set_xticks(range(len(sizes)), [str(bs) for bs in sizes])
         ax.set(xlabel="Batch size", ylabel="Accuracy", title="Final accuracy per batch size")
@@ -168,7 +169,7 @@ def batch_size(ev: Evidence, out: Path) -> list[Figure]:
 
 
 def _points_with_ci(ax: plt.Axes, groups: dict[str, list[float]], ylabel: str) -> None:
-    for i, (label, values) in enumerate(groups.items()):
+    for i, values in enumerate(groups.values()):
         m, h = mean_ci(values)
         ax.bar(i, m, yerr=h, capsize=6, color=["tab:blue", "tab:gray"][i % 2], alpha=0.6)
         ax.plot([i] * len(values), values, "k.")
@@ -247,7 +248,8 @@ def inside(ev: Evidence, out: Path) -> list[Figure]:
                     _grid(arrays[key], ncols, f"{title} ({arrays[key].shape[-1]} maps)"),
                     out,
                     name,
-                    f"{title}, shape {tuple(arrays[key].shape)}; map 0 top left, row by row, each on its own gray scale.",
+                    f"{title}, shape {tuple(arrays[key].shape)}; map 0 top left, row by row, each on its own "
+                    "gray scale.",
                 )
             )
     scores = {
@@ -258,7 +260,7 @@ def inside(ev: Evidence, out: Path) -> list[Figure]:
     if scores:
         fig, ax = plt.subplots(figsize=(7, 3))
         rng = np.random.default_rng(0)
-        for i, (label, s) in enumerate(scores.items()):
+        for i, s in enumerate(scores.values()):
             ax.plot(s, i + rng.uniform(-0.15, 0.15, len(s)), ".", alpha=0.6)
             ax.plot([np.median(s)] * 2, [i - 0.3, i + 0.3], "k-", lw=2)
         ax.set_yticks(range(len(scores)), [f"{k} filters" for k in scores])
@@ -299,7 +301,8 @@ def predictions(ev: Evidence, out: Path) -> list[Figure]:
                 p = rare["probabilities"][i]
                 ax.imshow(rare["images"][i], cmap="gray")
                 ax.set_title(
-                    f"#{rare['indices'][i]} label {rare['labels'][i]}\n{top[0]}: {p[top[0]]:.2f}  {top[1]}: {p[top[1]]:.2f}",
+                    f"#{rare['indices'][i]} label {rare['labels'][i]}\n"
+                    f"{top[0]}: {p[top[0]]:.2f}  {top[1]}: {p[top[1]]:.2f}",
                     fontsize=8,
                 )
         fig.suptitle("Least confident test examples")

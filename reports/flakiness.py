@@ -61,7 +61,7 @@ def differences(sessions: Sequence[dict[str, dict[str, Any]]]) -> list[str]:
         lines = [f"FLAKY {claim_id} ({test}): " + ", ".join(f"{v} x{n}" for v, n in Counter(verdicts).items())]
         lines += [
             f"  rerun {i}: {v}: {r['summary'] if r else 'no verdict recorded'}"
-            for i, (v, r) in enumerate(zip(verdicts, records), 1)
+            for i, (v, r) in enumerate(zip(verdicts, records, strict=True), 1)
         ]
         reports.append("\n".join(lines))
     return reports

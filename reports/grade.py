@@ -57,7 +57,8 @@ def find_students(directory: Path) -> list[Student]:
 
 def validate(student: Student) -> None:
     """Load and check the submission as `--model` will; record its one-line problem, if any."""
-    from fixtures.submissions import SubmissionError, load as load_submission
+    from fixtures.submissions import SubmissionError
+    from fixtures.submissions import load as load_submission
 
     try:
         load_submission(student.source)
@@ -124,7 +125,7 @@ def write_csv(path: Path, students: list[Student], cols: list[matrix.Column], ta
                 *(f"{r.claim_id} {part}" for r in table for part in ("verdict", "headline")),
             ]
         )
-        for j, (student, col) in enumerate(zip(students, cols)):
+        for j, (student, col) in enumerate(zip(students, cols, strict=True)):
             cells = [v for r in table for v in (("", "") if col.note else (r.cells[j].verdict, r.cells[j].headline))]
             writer.writerow(
                 [

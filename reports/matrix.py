@@ -106,7 +106,7 @@ def rows(cols: list[Column], compare: bool = True) -> list[Row]:
                 compare and v != verdicts[0],
                 None if i == 0 or not compare else twosample.headline_test(claims[0], c),
             )
-            for i, (col, c, v) in enumerate(zip(cols, claims, verdicts))
+            for i, (col, c, v) in enumerate(zip(cols, claims, verdicts, strict=True))
         ]
         quote = next((c.get("quote", "") for c in claims if c), "")
         out.append(Row(cid, quote, cells))

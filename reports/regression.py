@@ -19,7 +19,10 @@ VERDICT_RULE = (
     "a change the test cannot address (n/a) counts as significant, since nothing shows it to be noise; "
     "otherwise it is within noise"
 )
-TIME_RULE = f"a run regressed when its seconds per epoch grew by more than {SLOWDOWN:.0%} (runs matched by model, config, batch size, epochs and seed)"
+TIME_RULE = (
+    f"a run regressed when its seconds per epoch grew by more than {SLOWDOWN:.0%} "
+    "(runs matched by model, config, batch size, epochs and seed)"
+)
 
 
 @dataclass(frozen=True)

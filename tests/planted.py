@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from fixtures.claim import Ruling, Verdict
 from reports.evidence import Evidence
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,6 +21,13 @@ def claims_project(pytester: pytest.Pytester, **modules: str) -> pytest.Pytester
     pytester.makepyfile(**modules)
     pytester.makeini(f"[pytest]\npythonpath = {REPO}\nmarkers = claim(id): a claim\n")
     return pytester
+
+
+def planted(verdict: Verdict) -> Ruling:
+    """What a planted claim's rule decides: `verdict`, with a one-value headline and the rule "r"."""
+    return Ruling(
+        Verdict(verdict), {"name": "planted", "values": [1.0], "higher_is_better": None, "text": ""}, rule="r"
+    )
 
 
 SEEDS = [0, 1, 2]

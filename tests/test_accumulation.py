@@ -182,22 +182,23 @@ CLAIMS = '''
 import numpy as np
 import pytest
 from fixtures.claim import Verdict
+from tests.planted import planted
 
 @pytest.mark.claim("c-holds")
 def test_holds(claim):
     """It holds."""
     claim.save_arrays(x=np.arange(3))
-    claim.check(Verdict.HOLDS, rule="r", summary="1 > 0", seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="1 > 0", seeds=[0])
 
 @pytest.mark.claim("c-kept")
 def test_kept(claim):
     """It is kept."""
     claim.save_arrays(y=np.arange(4))
-    claim.check(Verdict.HOLDS, rule="r", summary="2 > 1", seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="2 > 1", seeds=[0])
 
 @pytest.mark.claim("c-inconclusive")
 def test_inconclusive(claim):
-    claim.check(Verdict.INCONCLUSIVE, rule="r", summary="p = 0.3")
+    claim.check(planted(Verdict.INCONCLUSIVE), summary="p = 0.3")
 '''
 
 

@@ -34,14 +34,14 @@ def idx_bytes(a: np.ndarray, magic: int | None = None, dims: tuple[int, ...] | N
 def write_idx_dir(d: Path, arrays: list[np.ndarray] | None = None) -> Path:
     """Write the four IDX .gz files of `arrays` (default: make_arrays()) into d."""
     d.mkdir(parents=True, exist_ok=True)
-    for name, a in zip(IDX_FILES, arrays or make_arrays()):
+    for name, a in zip(IDX_FILES, arrays or make_arrays(), strict=True):
         (d / name).write_bytes(gzip.compress(idx_bytes(a)))
     return d
 
 
 def write_npz(path: Path, arrays: list[np.ndarray] | None = None, drop: str | None = None) -> Path:
     """Write a Keras-style mnist.npz, optionally without one key."""
-    data = dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays or make_arrays()))
+    data = dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays or make_arrays(), strict=True))
     data.pop(drop, None)
     np.savez(path, **data)
     return path
@@ -57,7 +57,7 @@ def idx_dir(tmp_path: Path) -> Path:
 
 def test_synthetic_idx_loads_with_raw_arrays_intact(idx_dir):
     m = load_mnist(idx_dir, verify=False)
-    for got, want in zip((m.x_train_raw, m.t_train, m.x_test_raw, m.t_test), make_arrays()):
+    for got, want in zip((m.x_train_raw, m.t_train, m.x_test_raw, m.t_test), make_arrays(), strict=True):
         assert got.dtype == np.uint8 and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
     assert m.source == str(idx_dir) and m.checksums == {}
@@ -87,7 +87,7 @@ def test_npz_file_and_directory_with_npz(tmp_path):
     by_file, by_dir = load_mnist(path, verify=False), load_mnist(tmp_path, verify=False)
     assert by_file.source == by_dir.source == str(path)
     raw = (by_dir.x_train_raw, by_dir.t_train, by_dir.x_test_raw, by_dir.t_test)
-    for got, want in zip(raw, make_arrays()):
+    for got, want in zip(raw, make_arrays(), strict=True):
         assert got.dtype == np.uint8
         np.testing.assert_array_equal(got, want)
     assert by_file.fingerprint == by_dir.fingerprint

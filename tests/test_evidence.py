@@ -16,6 +16,7 @@ CLAIMS = '''
 import numpy as np
 import pytest
 from fixtures.claim import Verdict
+from tests.planted import planted
 
 @pytest.mark.claim("c-holds", question="Q: does it hold?")
 def test_holds(claim):
@@ -24,20 +25,20 @@ def test_holds(claim):
     More words.
     """
     claim.save_arrays(x=np.arange(3))
-    claim.check(Verdict.HOLDS, rule="r", summary="1 > 0", measured={"v": np.float32(1.5)}, seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="1 > 0", measured={"v": np.float32(1.5)}, seeds=[0])
 
 @pytest.mark.claim("c-refuted")
 def test_refuted(claim):
-    claim.check(Verdict.REFUTED, rule="r", summary="0.97 < 0.99")
+    claim.check(planted(Verdict.REFUTED), summary="0.97 < 0.99")
 
 @pytest.mark.claim("c-inconclusive")
 def test_inconclusive(claim):
-    claim.check(Verdict.INCONCLUSIVE, rule="r", summary="p = 0.3")
+    claim.check(planted(Verdict.INCONCLUSIVE), summary="p = 0.3")
 
 @pytest.mark.xfail(strict=True, reason="refuted on this TF: 0.97")
 @pytest.mark.claim("c-known")
 def test_known(claim):
-    claim.check(Verdict.REFUTED, rule="r", summary="0.97 < 0.99")
+    claim.check(planted(Verdict.REFUTED), summary="0.97 < 0.99")
 '''
 
 
@@ -135,13 +136,13 @@ def rule(values, alpha):
 def test_decided_at_5(claim):
     values = [1.0, 1.2, 0.1, 1.1, 1.0, 1.1, 0.9, 1.2]
     seeds, measured, ruling = claim.decide(lambda seeds: [values[s] for s in seeds], rule)
-    claim.check(ruling.verdict, rule="r", summary=ruling.headline["text"], seeds=seeds)
+    claim.check(ruling, seeds=seeds)
 
 @pytest.mark.claim("c-never-decided")
 def test_never_decided(claim):
     values = [1.0, -1.2, 0.1, 0.5, -0.4, 0.3, -0.2, 0.1]
     seeds, measured, ruling = claim.decide(lambda seeds: [values[s] for s in seeds], rule)
-    claim.check(ruling.verdict, rule="r", summary=ruling.headline["text"], seeds=seeds, detectable=ruling.detectable)
+    claim.check(ruling, seeds=seeds)
 """
 
 
@@ -167,7 +168,7 @@ def _null_error(plan: list[tuple[int, float]], simulations: int = 4000) -> float
     for _ in range(simulations):
         values = rng.standard_normal(plan[-1][0])
         _, _, ruling, _ = sequential(
-            lambda seeds: values[seeds],
+            lambda seeds, values=values: values[seeds],
             lambda v, alpha: Ruling.of_tests([one_sided(v, 0.0, alpha=alpha)], "x", "t"),
             plan,
         )

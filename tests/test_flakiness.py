@@ -10,20 +10,22 @@ from tests.planted import claims_project
 STEADY = """
 import pytest
 from fixtures.claim import Verdict
+from tests.planted import planted
 
 @pytest.mark.claim("steady-holds")
 def test_holds(claim):
-    claim.check(Verdict.HOLDS, rule="r", summary="ratio 3.1")
+    claim.check(planted(Verdict.HOLDS), summary="ratio 3.1")
 
 @pytest.mark.claim("steady-refuted")
 def test_refuted(claim):
-    claim.check(Verdict.REFUTED, rule="r", summary="ratio 1.2")
+    claim.check(planted(Verdict.REFUTED), summary="ratio 1.2")
 """
 
 FLIPPING = '''
 from pathlib import Path
 import pytest
 from fixtures.claim import Verdict
+from tests.planted import planted
 
 @pytest.mark.claim("flips")
 def test_flips(claim):
@@ -31,7 +33,7 @@ def test_flips(claim):
     counter = Path(__file__).with_name("sessions.txt")
     n = int(counter.read_text()) + 1 if counter.exists() else 1
     counter.write_text(str(n))
-    claim.check(Verdict.HOLDS if n % 2 else Verdict.INCONCLUSIVE, rule="r", summary=f"session {n}: ratio {1.5 + n % 2}")
+    claim.check(planted(Verdict.HOLDS if n % 2 else Verdict.INCONCLUSIVE), summary=f"session {n}: ratio {1.5 + n % 2}")
 '''
 
 

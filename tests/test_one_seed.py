@@ -10,9 +10,9 @@ import pytest
 
 from claims import test_analysis as analysis
 from claims import test_training as training
-from fixtures.plugin import seed_option
 from fixtures import stats
 from fixtures.claim import Verdict, sequential
+from fixtures.plugin import seed_option
 
 ONE_SEED_RULES = {
     "overfitting-signature": lambda: training.overfitting_rule([0.011]),

@@ -20,7 +20,7 @@ from fixtures.data import load_mnist
 from fixtures.profiles import PROFILES
 from fixtures.runs import RunStore
 from fixtures.training import RECORD
-from tests.planted import REPO, claims_project
+from tests.planted import claims_project
 from tests.tiny import tiny_data, tiny_store
 
 
@@ -193,12 +193,13 @@ def planted_claims(epochs: dict[str, int]) -> str:
 MISDECLARED = """
 
 from fixtures.claim import Verdict
+from tests.planted import planted
 
 
 @pytest.mark.claim('c-misdeclared', runs=(short,))
 def test_misdeclared(claim, runs, seeds):
     used = runs.get_all(short(runs, seeds) + medium(runs, seeds))
-    claim.check(Verdict.HOLDS, rule='r', summary='s', runs=used, seeds=seeds)
+    claim.check(planted(Verdict.HOLDS), summary='s', runs=used, seeds=seeds)
 """
 
 

@@ -16,10 +16,11 @@ from tests.planted import REPO
 CLAIM = """
 import pytest
 from fixtures.claim import Verdict
+from tests.planted import planted
 
 @pytest.mark.claim("c-holds")
 def test_holds(claim):
-    claim.check(Verdict.HOLDS, rule="r", summary="1 > 0", seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="1 > 0", seeds=[0])
 """
 
 

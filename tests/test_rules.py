@@ -221,7 +221,7 @@ def test_edge_rule(trained, initial, random, expected):
 
 def _probabilities(p7s, p4s):
     rows = []
-    for p7, p4 in zip(p7s, p4s):
+    for p7, p4 in zip(p7s, p4s, strict=True):
         p = np.full(10, 0.001)
         p[7], p[4] = p7, p4
         p[1] = 1 - p.sum() + 0.001

@@ -141,7 +141,7 @@ def test_recorded_diff_interval_matches_the_one_sided_decision():
 def test_paired_test_sees_consistent_gap_despite_seed_effects():
     base = [0.80, 0.95, 0.85, 0.99, 0.90]  # large seed-to-seed variation
     bumps = [0.011, 0.009, 0.010, 0.012, 0.008]  # A is ~0.01 better on every seed
-    a = [x + d for x, d in zip(base, bumps)]
+    a = [x + d for x, d in zip(base, bumps, strict=True)]
     c = compare(a, base)
     assert c.t_pvalue < 0.05
     assert c.decision() == "a_better"
