@@ -85,16 +85,18 @@ def fmt(summary: stats.Summary, digits: int = 4) -> str:
 
 
 def overfitting_onset(history: dict) -> dict:
-    """Where one run starts to overfit: the epoch of lowest validation loss (1-based), the rise after it."""
+    """Where one run starts to overfit: the epoch of lowest validation loss (1-based), and what the rules measure
+    from the curve: the lowest validation loss before the last epoch (epoch and value), the final one, the rise."""
     val_loss = np.array(history["val_loss"])
     acc, val_acc = np.array(history["accuracy"]), np.array(history["val_accuracy"])
-    best = int(np.argmin(val_loss))
+    best, earlier = int(np.argmin(val_loss)), int(np.argmin(val_loss[:-1]))
     ahead = acc > val_acc  # training accuracy above validation accuracy
     stays_ahead = [e for e in range(len(ahead)) if ahead[e:].all()]
     return {
         "onset_epoch": best + 1,
-        "val_loss_min": float(val_loss[best]),
-        "val_loss_final": float(val_loss[-1]),
+        "earlier_min_epoch": earlier + 1,
+        "earlier_min_val_loss": float(val_loss[earlier]),
+        "final_val_loss": float(val_loss[-1]),
         "val_loss_rise": val_loss_rise(history),
         "train_loss_fall": train_loss_fall(history),
         "train_acc_above_val_from_epoch": stays_ahead[0] + 1 if stays_ahead else None,

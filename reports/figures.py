@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fixtures.stats import summarize  # noqa: E402
-from reports.evidence import Evidence  # noqa: E402
+from reports.evidence import Evidence, display_verdict  # noqa: E402
 
 DPI = 80
 TRAIN, VAL = "tab:red", "tab:blue"
@@ -87,34 +88,70 @@ def _is_basic(run: dict) -> bool:
     return run["model"] == "basic_cnn" and (run.get("model_config") or {}).get("padding", "valid") == "valid"
 
 
+TRAJECTORY_CLAIMS = {("basic_cnn", 10): "overfitting-signature", ("improved_cnn", 20): "improved-no-overfit"}
+"""The claim that decides on each batch-64 model's validation-loss trajectory, by (model, epochs)."""
+
+
+def _trajectory(ev: Evidence, model: str, epochs: int) -> tuple[dict, dict[str, dict]] | None:
+    """The claim deciding on this model's validation-loss curve, and what it measured per run key."""
+    claim = ev.claim(TRAJECTORY_CLAIMS.get((model, epochs), ""))
+    per_seed = ((claim or {}).get("measured") or {}).get("per_seed") or []
+    if not per_seed or "earlier_min_epoch" not in per_seed[0]:
+        return None  # evidence from before the trajectory was recorded: draw the curves only
+    keys = (claim.get("runs") or [])[: len(per_seed)]
+    return claim, dict(zip(keys, per_seed[: len(keys)], strict=True))
+
+
+def _mark_rises(ax: plt.Axes, runs: list[dict], measured: dict[str, dict]) -> None:
+    """Each seed's validation loss, its lowest value before the last epoch (dot) and the final rise above it."""
+    for r in runs:
+        m = measured.get(r["key"])
+        if m is None:
+            continue
+        val = r["history"]["val_loss"]
+        ax.plot(range(1, len(val) + 1), val, color=VAL, lw=0.8, alpha=0.5)
+        ax.plot(m["earlier_min_epoch"], m["earlier_min_val_loss"], "o", color="k", ms=4)
+        last = len(val)
+        ax.annotate(
+            "",
+            xy=(last, m["final_val_loss"]),
+            xytext=(last, m["earlier_min_val_loss"]),
+            arrowprops={"arrowstyle": "->", "color": "k", "lw": 1},
+        )
+        ax.text(last + 0.2, m["final_val_loss"], f"{math.expm1(m['val_loss_rise']):+.0%}", fontsize=7, va="center")
+
+
 def training_curves(ev: Evidence, out: Path) -> list[Figure]:
-    """Loss and accuracy over epochs for every batch-64 CNN configuration, onset of overfitting marked."""
-    onset = (ev.claim("overfitting-signature") or {}).get("measured", {}).get("onset_epoch")
+    """Loss and accuracy over epochs for every batch-64 CNN configuration; on the loss panel each seed's validation
+    loss with its earlier minimum and its final rise, as the overfitting claims measure them."""
     figures = []
     groups = sorted(
         ((k, g) for k, g in run_groups(ev.runs).items() if k[2] == 64 and k[0] != "mlp"), key=lambda kg: kg[0]
     )
     for (model, _config, bs, epochs), runs in groups:
+        decided = _trajectory(ev, model, epochs) if _is_basic(runs[0]) or model != "basic_cnn" else None
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
             _band(ax, _curves(runs, metric), "Training", TRAIN)
             _band(ax, _curves(runs, f"val_{metric}"), "Validation", VAL)
-            if onset and _is_basic(runs[0]) and epochs == 10:
-                ax.axvline(
-                    float(np.mean(onset)),
-                    color="k",
-                    ls="--",
-                    lw=1,
-                    label=f"overfitting onset (mean {np.mean(onset):.1f})",
-                )
             ax.set(xlabel="Epoch #", ylabel=metric.capitalize())
+        caption = f"{model}: mean over {len(runs)} seeds, band = min–max over seeds."
+        if decided:
+            claim, measured = decided
+            _mark_rises(axes[0], runs, measured)
+            axes[0].plot([], [], "o", color="k", ms=4, label="lowest val loss before the last epoch")
+            threshold = math.expm1(claim["measured"]["min_rise"])
+            rises = ", ".join(f"{math.expm1(m['val_loss_rise']):+.1%}" for m in measured.values())
+            caption += (
+                f" Thin lines: each seed's validation loss; arrows: its final rise above the dot ({rises}), which "
+                f"{claim['id']} compares with +{threshold:.1%}: {display_verdict(claim)}."
+            )
+        for ax in axes:
             ax.legend(fontsize=8)
         config_text = "".join(f" {k}={v}" for k, v in (runs[0].get("model_config") or {}).items())
         fig.suptitle(f"{model}{config_text}, batch {bs}, {epochs} epochs ({len(runs)} seeds)")
         name = f"curves-{model}-bs{bs}-ep{epochs}-{len(figures)}.png"
-        figures.append(
-            _save(fig, out, name, f"{model}{config_text}: mean over {len(runs)} seeds, band = min–max over seeds.")
-        )
+        figures.append(_save(fig, out, name, caption))
     return figures
 
 
@@ -154,17 +191,35 @@ def batch_size(ev: Evidence, out: Path) -> list[Figure]:
         ax.legend()
         figures.append(_save(fig, out, "batch-accuracy.png", "Mean with Student-t 95% CI; gray dots are single seeds."))
 
-    instability = (ev.claim("batch-small-unstable") or {}).get("measured", {}).get("instability")
-    if instability:
+    unstable = ev.claim("batch-small-unstable") or {}
+    instability, risen = (
+        (unstable.get("measured") or {}).get("instability"),
+        unstable.get("measured", {}).get("risen_from"),
+    )
+    if instability and risen is not None:
         sizes = sorted(instability, key=int)
+        finite = [v for vs in instability.values() for v in vs if np.isfinite(v)] or [0.0]
+        top = max(max(finite), risen) * 1.15 + 0.1
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for i, bs in enumerate(sizes):
-            m, h = mean_ci(instability[bs])
-            ax.errorbar(i, m, yerr=h, fmt="o", color="k", capsize=4)
-            ax.plot([i] * len(instability[bs]), instability[bs], ".", color="tab:orange")
+            values = np.asarray(instability[bs], dtype=float)
+            ax.plot([i] * len(values), np.where(np.isfinite(values), values, top), ".", color="tab:orange", ms=9)
+            ax.text(i, top * 1.04, f"{int(np.sum(values >= risen))} of {len(values)} doubled", ha="center", fontsize=8)
+        ax.axhline(risen, color="k", ls="--", lw=1, label="loss doubled again (log 2)")
         ax.set_xticks(range(len(sizes)), sizes)
-        ax.set(xlabel="Batch size", ylabel="Instability", title="Instability of the training loss per batch size")
-        figures.append(_save(fig, out, "batch-instability.png", "Orange: single seeds; black: mean with 95% CI."))
+        ax.set_xlim(-0.6, len(sizes) - 0.4)
+        ax.set_ylim(top=top * 1.12)
+        ax.set(xlabel="Batch size", ylabel="log(largest loss / running min)", title="Instability of the training loss")
+        ax.legend(fontsize=8, loc="lower left")
+        figures.append(
+            _save(
+                fig,
+                out,
+                "batch-instability.png",
+                f"Orange: single seeds (a NaN loss at the top); {unstable['id']} counts the seeds above the dashed "
+                f"line at batch 16 against 128: {display_verdict(unstable)}.",
+            )
+        )
     return figures
 
 
@@ -191,9 +246,30 @@ def cnn_vs_mlp(ev: Evidence, out: Path) -> list[Figure]:
     timing = (ev.claim("cnn-vs-mlp-time") or {}).get("measured", {})
     if timing.get("s_per_epoch"):
         fig, ax = plt.subplots(figsize=(5, 4))
-        _points_with_ci(ax, timing["s_per_epoch"], "Seconds per epoch")
-        ax.set_title(f"Training time on {timing.get('device', 'this device')}")
-        figures.append(_save(fig, out, "cnn-vs-mlp-time.png", "Bars: mean with 95% CI; dots: single seeds."))
+        _points_with_ci(ax, timing["s_per_epoch"], "CPU seconds per epoch")
+        device = timing.get("device") or "this CPU"
+        ax.set_title(f"Training time on {device.get('cpu') if isinstance(device, dict) else device}")
+        figures.append(_save(fig, out, "cnn-vs-mlp-time.png", "Bars: mean with 95% CI; dots: single rounds."))
+    speedup = ev.claim("gpu-speedup") or {}
+    if (speedup.get("measured") or {}).get("wall_s_per_epoch"):
+        measured = speedup["measured"]
+        fig, ax = plt.subplots(figsize=(5, 4))
+        _points_with_ci(
+            ax,
+            {"GPU": measured["wall_s_per_epoch"]["gpu"], "CPU": measured["wall_s_per_epoch"]["cpu"]},
+            "Wall seconds per epoch",
+        )
+        ax.set_title(f"Basic CNN on {', '.join(measured['device']['gpus'])} vs its CPU")
+        low, high = measured["band"]
+        figures.append(
+            _save(
+                fig,
+                out,
+                "gpu-speedup.png",
+                f"Bars: mean with 95% CI; dots: single rounds. gpu-speedup asks CPU/GPU in [{low:.2f}, {high:.2f}]: "
+                f"{display_verdict(speedup)}.",
+            )
+        )
     return figures
 
 
