@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -218,12 +219,24 @@ MUCH_SLOWER = 2.0
 number on the CNN/MLP gap (its one factor, "divided by a factor 5 or so", is what a GPU saves)."""
 
 
-def ratio_headline(name: str, look: timing.Look, ratios: Sequence[float], failed: Sequence[float] = ()) -> dict:
-    """A timing claim's headline: the round ratios, and the last look's geometric mean and interval."""
+def timing_ruling(
+    name: str, look: timing.Look, ratios: Sequence[float], failed: Sequence[float], **test: Any
+) -> Ruling:
+    """A timing claim's Ruling from its last look: the look's verdict; the round ratios, the look's geometric mean
+    and interval (and the failed rounds) as the headline; the look, with the ratios and `test`'s one entry (name:
+    threshold), as its test."""
     text = f"{name} {look.mean:.2f} [{look.ci_low:.2f}, {look.ci_high:.2f}] after {look.n} rounds" + (
         f" ({len(failed)} failed round(s) set aside and redrawn: ratio {list(failed)})" if failed else ""
     )
-    return {"name": name, "values": list(ratios), "higher_is_better": None, "text": text}
+    ((test_name, threshold),) = test.items()
+    return Ruling(
+        Verdict(look.verdict),
+        {"name": name, "values": list(ratios), "higher_is_better": None, "text": text},
+        look.statistic,
+        look.p,
+        look.alpha,
+        tests={test_name: {**look.to_dict(), "values": list(ratios), "threshold": threshold}},
+    )
 
 
 @rule
@@ -234,14 +247,7 @@ def cnn_vs_mlp_time_rule(cpu_ratios: Sequence[float], alpha: float, failed: Sequ
     holds if the (1 - alpha) t-CI of the geometric-mean ratio lies above MUCH_SLOWER = 2, refuted if below, else
     inconclusive. A round whose ratio is not positive failed to measure: it is recorded and redrawn."""
     look = timing.ratio_look(cpu_ratios, MUCH_SLOWER, alpha)
-    return Ruling(
-        Verdict(look.verdict),
-        ratio_headline("CNN/MLP CPU time per training step", look, cpu_ratios, failed),
-        look.statistic,
-        look.p,
-        alpha,
-        tests={"cpu_ratio": {**look.to_dict(), "values": list(cpu_ratios), "threshold": MUCH_SLOWER}},
-    )
+    return timing_ruling("CNN/MLP CPU time per training step", look, cpu_ratios, failed, cpu_ratio=MUCH_SLOWER)
 
 
 @pytest.mark.claim("cnn-vs-mlp-time", question=Q_RESULTS, runs=(basic, mlp))
@@ -326,19 +332,10 @@ def gpu_speedup_rule(ratios: Sequence[float], alpha: float, failed: Sequence[flo
     FACTOR_5_OR_SO = [3.16, 7.07], refuted if it lies wholly below or wholly above, else inconclusive. A round
     whose ratio is not positive failed to measure: it is recorded and redrawn."""
     look = timing.band_look(ratios, FACTOR_5_OR_SO, alpha)
-    return Ruling(
-        Verdict(look.verdict),
-        ratio_headline("CPU/GPU wall time per training step", look, ratios, failed),
-        look.statistic,
-        look.p,
-        alpha,
-        tests={"cpu_over_gpu_ratio": {**look.to_dict(), "values": list(ratios), "band": list(FACTOR_5_OR_SO)}},
-    )
+    return timing_ruling("CPU/GPU wall time per training step", look, ratios, failed, cpu_over_gpu_ratio=FACTOR_5_OR_SO)
 
 
-@pytest.mark.claim(
-    "gpu-speedup", question="Tip: CNNs are much slower to train on CPU than the DNN of the last exercise."
-)
+@pytest.mark.claim("gpu-speedup")
 def test_gpu_divides_training_time_by_about_5(claim, runs):
     """ "we suggest to use colab to run this notebook on a GPU for free (training time should be divided by a
     factor 5 or so)."

@@ -58,7 +58,7 @@ def test_gpu_speedup_rule_reaches_every_verdict(ratios, expected):
     ruling = gpu_speedup_rule(ratios, LAST_LOOK_ALPHA)
     look = ruling.tests["cpu_over_gpu_ratio"]
     assert ruling.verdict is expected, ruling.headline["text"]
-    assert look["band"] == [pytest.approx(math.sqrt(10)), pytest.approx(math.sqrt(50))]
+    assert list(look["threshold"]) == [pytest.approx(math.sqrt(10)), pytest.approx(math.sqrt(50))]
     low, high = FACTOR_5_OR_SO
     if expected is H:
         assert low < look["ci_low"] < look["ci_high"] < high
