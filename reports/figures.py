@@ -102,49 +102,58 @@ def _trajectory(ev: Evidence, model: str, epochs: int) -> tuple[dict, dict[str, 
     return claim, dict(zip(keys, per_seed[: len(keys)], strict=True))
 
 
-def _mark_rises(ax: plt.Axes, runs: list[dict], measured: dict[str, dict]) -> None:
-    """Each seed's validation loss, its lowest value before the last epoch (dot) and the final rise above it."""
+def _mark_rises(loss_ax: plt.Axes, ax: plt.Axes, runs: list[dict], measured: dict[str, dict], min_rise: float) -> None:
+    """On the loss panel, each seed's lowest validation loss before the last epoch (dot); on `ax`, each seed's
+    validation loss relative to that value, ending at the final rise the rule compares with `min_rise` (log)."""
+    threshold = math.expm1(min_rise)
     for r in runs:
         m = measured.get(r["key"])
         if m is None:
             continue
-        val = r["history"]["val_loss"]
-        ax.plot(range(1, len(val) + 1), val, color=VAL, lw=0.8, alpha=0.5)
-        ax.plot(m["earlier_min_epoch"], m["earlier_min_val_loss"], "o", color="k", ms=4)
-        last = len(val)
+        loss_ax.plot(m["earlier_min_epoch"], m["earlier_min_val_loss"], "o", color="k", ms=4)
+        relative = np.asarray(r["history"]["val_loss"], dtype=float) / m["earlier_min_val_loss"] - 1
+        (line,) = ax.plot(range(1, len(relative) + 1), 100 * relative, lw=1)
+        ax.plot(len(relative), 100 * relative[-1], "o", color=line.get_color(), ms=5)
         ax.annotate(
-            "",
-            xy=(last, m["final_val_loss"]),
-            xytext=(last, m["earlier_min_val_loss"]),
-            arrowprops={"arrowstyle": "->", "color": "k", "lw": 1},
+            f"{relative[-1]:+.1%}",
+            (len(relative), 100 * relative[-1]),
+            fontsize=7,
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
         )
-        ax.text(last + 0.2, m["final_val_loss"], f"{math.expm1(m['val_loss_rise']):+.0%}", fontsize=7, va="center")
+    ax.axhline(100 * threshold, color="k", ls="--", lw=1, label=f"overfitting from +{threshold:.1%}")
+    ax.axhline(0, color="gray", lw=0.5)
+    finals = [math.expm1(m["val_loss_rise"]) for m in measured.values()]
+    ax.set_ylim(-25, 100 * max(2.5 * threshold, 1.3 * max(finals, default=0.0)))
+    ax.set(xlabel="Epoch #", ylabel="% above lowest earlier val loss", title="Validation loss, per seed")
 
 
 def training_curves(ev: Evidence, out: Path) -> list[Figure]:
-    """Loss and accuracy over epochs for every batch-64 CNN configuration; on the loss panel each seed's validation
-    loss with its earlier minimum and its final rise, as the overfitting claims measure them."""
+    """Loss and accuracy over epochs for every batch-64 CNN configuration; for the models the overfitting claims
+    decide on, each seed's validation loss relative to its lowest earlier value, ending at the rise they test."""
     figures = []
     groups = sorted(
         ((k, g) for k, g in run_groups(ev.runs).items() if k[2] == 64 and k[0] != "mlp"), key=lambda kg: kg[0]
     )
     for (model, _config, bs, epochs), runs in groups:
         decided = _trajectory(ev, model, epochs) if _is_basic(runs[0]) or model != "basic_cnn" else None
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        fig, axes = plt.subplots(1, 3 if decided else 2, figsize=(16 if decided else 11, 3.8))
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=False):
             _band(ax, _curves(runs, metric), "Training", TRAIN)
             _band(ax, _curves(runs, f"val_{metric}"), "Validation", VAL)
             ax.set(xlabel="Epoch #", ylabel=metric.capitalize())
         caption = f"{model}: mean over {len(runs)} seeds, band = min–max over seeds."
         if decided:
             claim, measured = decided
-            _mark_rises(axes[0], runs, measured)
+            _mark_rises(axes[0], axes[2], runs, measured, claim["measured"]["min_rise"])
             axes[0].plot([], [], "o", color="k", ms=4, label="lowest val loss before the last epoch")
             threshold = math.expm1(claim["measured"]["min_rise"])
             rises = ", ".join(f"{math.expm1(m['val_loss_rise']):+.1%}" for m in measured.values())
             caption += (
-                f" Thin lines: each seed's validation loss; arrows: its final rise above the dot ({rises}), which "
-                f"{claim['id']} compares with +{threshold:.1%}: {display_verdict(claim)}."
+                f" Right: each seed's validation loss relative to its lowest value before the last epoch (the dot on "
+                f"the left); the final rise ({rises}) is what {claim['id']} compares with +{threshold:.1%}: "
+                f"{display_verdict(claim)}."
             )
         for ax in axes:
             ax.legend(fontsize=8)
