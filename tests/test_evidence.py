@@ -118,8 +118,14 @@ def test_ruling_of_tests_intersection_union_and_bonferroni():
     assert Ruling.of_tests({"x": up, "y": weak}, "t").verdict is Verdict.INCONCLUSIVE
     assert refuted.headline == {"name": "x", "values": [1.0, 1.1, 1.2], "higher_is_better": True, "text": "t"}
     assert refuted.tests == {"x": up, "y": down}
+    # A part left out of `refuting` withholds "holds" but cannot refute; the others are Bonferroni'd among themselves.
+    assert Ruling.of_tests({"x": up, "y": down}, "t", refuting=("x",)).verdict is Verdict.INCONCLUSIVE
+    alone = Ruling.of_tests({"x": weak, "y": up}, "t", refuting=("x",))
+    assert alone.verdict is Verdict.REFUTED and alone.p == pytest.approx(weak.p_refutes)
     with pytest.raises(ValueError):
         Ruling.of_tests({}, "t")
+    with pytest.raises(ValueError, match="named to refute"):
+        Ruling.of_tests({"x": up}, "t", refuting=("z",))
 
 
 PARTS = {

@@ -88,10 +88,11 @@ def test_overfitting_rule(rises, falls, gaps, expected):
     [
         ([-0.02, 0.01, -0.01], [0.0030, 0.0020, 0.0035], [0.011, 0.0105, 0.012], H),  # the notebook's improved CNN
         ([0.50, 0.45, 0.55], [0.010, 0.011, 0.0095], [0.011, 0.0105, 0.012], R),  # overfits: val loss climbs
-        ([-0.02, 0.01, -0.01], [0.0110, 0.0104, 0.0121], [0.011, 0.0105, 0.012], R),  # gap as wide as the basic's
+        ([-0.02, 0.01, -0.01], [0.0110, 0.0104, 0.0121], [0.011, 0.0105, 0.012], I),  # gap as wide: not better
+        ([0.56, 0.71, 0.38], [0.0110, 0.0104, 0.0121], [0.011, 0.0105, 0.012], R),  # tests/students/overfit.py's
         ([0.30, -0.02, 0.12], [0.0030, 0.0020, 0.0035], [0.011, 0.0105, 0.012], I),  # seeds disagree
     ],
-    ids=["flat-and-narrower", "u-shaped", "gap-not-narrower", "mixed"],
+    ids=["flat-and-narrower", "u-shaped", "gap-not-narrower", "overfit-student", "mixed"],
 )
 def test_no_overfit_rule(rises, gaps, basic_gaps, expected):
     _check(training.no_overfit_rule(rises, gaps, basic_gaps), expected)
