@@ -3,9 +3,11 @@ the ambiguous example 31727 and how often such ambiguities happen.
 
 Every claim looks at the notebook's improved CNN (two conv blocks, 20 epochs, batch 64) trained
 once per seed by the run store, or at a student's model that replaced it (`--model
-improved_cnn=SOURCE`); nothing here trains. Layers are found by type (models.find_layers: the
-first Conv2D, the first MaxPooling2D after it, the next Conv2D), so a student's layout works where
-the question applies, and a claim whose question needs what the model lacks skips, naming it.
+improved_cnn=SOURCE`); nothing here trains. Layers are found by type, following the layer graph
+(models.find_layers: the first Conv2D, the MaxPooling2D that pools its maps, the next Conv2D;
+models.activated: a Conv2D followed by its own Activation('relu') layer, as in the notebook's basic
+CNN, gives ReLU maps at that layer's output), so a student's layout works where the question
+applies, and a claim whose question needs what the model lacks skips, naming it.
 The four probe images (31727 and four random training examples) go through one sub-model per
 seed, shared by the feature-map claims.
 Each claim's rule is a pure function next to it; the exact identities (shapes, the conv and
@@ -31,8 +33,12 @@ EXAMPLE = 31727  # the notebook's `idx`: "This example could be a 1 or 7."
 N_RANDOM_PROBES = 4  # further training examples whose feature maps are checked too
 PROBE_SEED = 0  # rng seed that picks them
 RANDOM_FILTERS_PER_FILTER = 16  # 32 trained filters -> 512 random ones of matched scale per seed
-RUNNER_UP = 0.1  # ambiguous: the model gives a second digit at least a 1-in-10 chance (31727's 7: 0.07-0.30)
-OFTEN = 0.05  # "often": at least 1 example in 20
+RUNNER_UP = 0.1
+"""A digit the model "could" see: probability at least 0.1, the chance level of a guess among 10 digits. A convention
+(the notebook's "could be a 1 or 7" has no number); used for 31727's runner-up and for the ambiguous examples."""
+OFTEN = 0.05
+""""Often": at least 1 example in 20. A convention (the notebook's question has no number): five times the 1% of
+errors its "around 99%" leaves, so ambiguities that rare cannot be most of the test set's hard cases."""
 LEAST_CONFIDENT_KEPT = 25
 ACTIVATION_BATCH = 500
 
@@ -52,9 +58,9 @@ class Probe:
 
     run: Any
     layout: models.ConvLayout
-    conv1: np.ndarray | None  # (n_probes, 26, 26, 32) first Conv2D output (ReLU included), layers[0] in the notebook
-    pool1: np.ndarray | None  # (n_probes, 13, 13, 32) first MaxPooling2D after it, layers[1]
-    conv2: np.ndarray | None  # (n_probes, 11, 11, 64) next Conv2D output (ReLU included), layers[3]
+    conv1: np.ndarray | None  # (n_probes, 26, 26, 32) first Conv2D's activated maps, layers[0] in the notebook
+    pool1: np.ndarray | None  # (n_probes, 13, 13, 32) the MaxPooling2D of those maps, layers[1]
+    conv2: np.ndarray | None  # (n_probes, 11, 11, 64) next Conv2D's activated maps, layers[3]
     probabilities: np.ndarray  # (n_probes, 10) softmax output
 
 
@@ -64,11 +70,13 @@ def skip_unless(reason: str | None) -> None:
         pytest.skip(f"not applicable to {models.replaced('improved_cnn') or 'the improved CNN'}: {reason}")
 
 
-def relu_missing(layer: Any) -> str | None:
-    """Why a Conv2D's output is not the ReLU(cross-correlation + bias) the analysis claims compute, or None."""
-    config = layer.get_config()
-    if config.get("activation") != "relu":
-        return f"its {layer.name} ({type(layer).__name__}) has activation {config.get('activation')!r}, not 'relu'"
+def relu_missing(model: Any, index: int) -> str | None:
+    """Why the activated maps of the Conv2D `index` (its own activation, or an Activation layer right after it)
+    are not the ReLU(cross-correlation + bias) the analysis claims compute, or None."""
+    where, activation = models.activated(model, index)
+    if activation != "relu":
+        layer = model.layers[where]
+        return f"its {layer.name} ({type(layer).__name__}) has activation {activation!r}, not 'relu'"
     return None
 
 
@@ -93,8 +101,9 @@ def probe_indices(mnist: Any) -> list[int]:
 
 @pytest.fixture(scope="module")
 def probe(mnist: Any, probe_indices: list[int]) -> Callable[[Any], Probe]:
-    """One sub-model per run returning the first conv, its pooling, the next conv (layers 0, 1, 3 in the
-    notebook) and the softmax for the probe images, in one pass, computed once per run for every claim."""
+    """One sub-model per run returning the first conv's activated maps, their pooling, the next conv's activated
+    maps (layers 0, 1, 3 in the notebook) and the softmax for the probe images, in one pass, computed once per run
+    for every claim."""
     x = mnist.X_train[probe_indices]
     done: dict[str, Probe] = {}
 
@@ -102,14 +111,17 @@ def probe(mnist: Any, probe_indices: list[int]) -> Callable[[Any], Probe]:
         if run.spec.key not in done:
             model = run.model
             layout = models.find_layers(model)
-            found = [i for i in (layout.conv1, layout.pool1, layout.conv2) if i is not None]
+            wanted = [
+                None if layout.conv1 is None else models.activated(model, layout.conv1)[0],
+                layout.pool1,
+                None if layout.conv2 is None else models.activated(model, layout.conv2)[0],
+            ]
+            found = sorted({i for i in wanted if i is not None})
             sub = keras.Model(model.inputs, [model.layers[i].output for i in found] + list(model.outputs))
             outputs = sub.predict(x, verbose=0)
             *maps, probabilities = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             by_index = dict(zip(found, maps, strict=True))
-            done[run.spec.key] = Probe(
-                run, layout, *(by_index.get(i) for i in (layout.conv1, layout.pool1, layout.conv2)), probabilities
-            )
+            done[run.spec.key] = Probe(run, layout, *(by_index.get(i) for i in wanted), probabilities)
         return done[run.spec.key]
 
     return compute
@@ -228,7 +240,7 @@ def _first_conv_as_the_notebook_computes_it(probe: Probe) -> Any:
         skip_unless(f"its first Conv2D has {', '.join(differs)}; the reference computes a 'valid', stride-1 one")
     if not isinstance(layer.input._keras_history.operation, keras.layers.InputLayer):
         skip_unless("its first Conv2D does not take the input image directly")
-    skip_unless(relu_missing(layer))
+    skip_unless(relu_missing(model, probe.layout.conv1))
     return layer
 
 
@@ -245,9 +257,10 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
     gamma_10 = 10u/(1 - 10u), u = 2^-24 ~ 6e-7 relative to the magnitudes (inputs are in [-1, 1]),
     widened to (1 + 2^-11)^2 (1 + gamma_10) - 1 where a GPU rounds conv operands to TF32. Any
     element outside that bound on any seed or example refutes the claim (feature_maps_rule).
-    A student's model: its first Conv2D, if it takes the input image directly with ReLU, stride 1 and
-    'valid' padding (what the reference computes), its expected shape following its own kernel size
-    and filters; otherwise the claim skips, naming what differs.
+    A student's model: its first Conv2D, if it takes the input image directly with ReLU (its own, or an
+    Activation('relu') layer right after it, as in the notebook's basic CNN), stride 1 and 'valid' padding
+    (what the reference computes), its expected shape following its own kernel size and filters; otherwise
+    the claim skips, naming what differs.
     """
     operand_u = backend.conv_operand_roundoff()
     images = mnist.X_train[probe_indices][..., 0]
@@ -314,14 +327,10 @@ def pooling_rule(differing: Sequence[int]) -> Ruling:
 
 def _pool_size_as_the_notebook_computes_it(probe: Probe) -> int:
     """The first pooling's block size, skipping the claim unless it takes non-overlapping square 'valid' blocks
-    of the first Conv2D's output directly."""
+    of the first Conv2D's activated maps (find_layers follows the graph to the pooling that takes them)."""
     skip_unless(probe.layout.missing("conv1", "pool1"))
-    model = probe.run.model
-    pool, conv = model.layers[probe.layout.pool1], model.layers[probe.layout.conv1]
-    config = pool.get_config()
+    config = probe.run.model.layers[probe.layout.pool1].get_config()
     size, strides = tuple(config["pool_size"]), tuple(config["strides"] or config["pool_size"])
-    if pool.input._keras_history.operation is not conv:
-        skip_unless(f"its first MaxPooling2D ({pool.name}) does not pool the first Conv2D's output directly")
     if size[0] != size[1] or strides != size or config["padding"] != "valid":
         skip_unless(
             f"its first MaxPooling2D has pool_size={size}, strides={strides}, padding={config['padding']!r}; "
@@ -340,9 +349,9 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
     non-overlapping 2x2 block of the conv maps computed in the same pass (maps reshaped
     (13, 2, 13, 2, 32), max over axes 1 and 3). Taking a maximum rounds nothing, so the tolerance
     is zero: any differing element on any seed or probe image refutes it (pooling_rule).
-    A student's model: its first MaxPooling2D after the first Conv2D, if it pools that conv's output
-    directly in non-overlapping square blocks ('valid'), its expected shape following its own pool
-    size; otherwise the claim skips, naming what differs.
+    A student's model: the MaxPooling2D that takes its first Conv2D's activated maps (directly or through
+    Dropout), if it pools them in non-overlapping square blocks ('valid'), its expected shape following its
+    own pool size; otherwise the claim skips, naming what differs.
     """
     measured: dict[str, Any] = {"examples": probe_indices, "per_seed": []}
     mismatches = []
@@ -445,8 +454,7 @@ def edge_rule(
     vs_init = stats.compare(trained, initial, alpha=alpha).test
     vs_random = stats.compare(trained, random, alpha=alpha).test
     return Ruling.of_tests(
-        [vs_init, vs_random],
-        "edge_score_trained_minus_initial",
+        {"edge_score_trained_minus_initial": vs_init, "edge_score_trained_minus_random": vs_random},
         f"edge score trained - initial {vs_init.describe(3)}; trained - random {vs_random.describe(3)}",
     )
 
@@ -547,15 +555,18 @@ def test_filters_detect_edges(claim, runs):
 @rule
 def one_or_seven_rule(label: int, probabilities: np.ndarray, alpha: float = stats.ALPHA) -> Ruling:
     """Example 31727 "could be a 1 or 7": refuted if its label is not 1; otherwise, per seed, margin =
-    min(p(1), p(7)) minus the largest other class's probability (> 0 exactly when the two most probable
-    classes are {1, 7}): holds if the mean margin is above 0 by a one-sided t-test over seeds at alpha,
-    refuted if below 0, else inconclusive."""
+    min(p(1), p(7)) minus the larger of RUNNER_UP = 0.1 (chance level among 10 digits) and the largest other
+    class's probability: above 0 exactly when the two most probable digits are 1 and 7 and the runner-up of the
+    two has at least 0.1. Holds if the mean margin is above 0 by a one-sided t-test over seeds at alpha, refuted
+    if below 0, else inconclusive."""
     p = np.asarray(probabilities, dtype=float)
     if label != 1:
         return Ruling.fact(False, "label", label, f"labelled {label}, not 1")
-    others = np.delete(p, [1, 7], axis=1).max(axis=1)
+    others = np.maximum(np.delete(p, [1, 7], axis=1).max(axis=1), RUNNER_UP)
     test = stats.one_sided(np.minimum(p[:, 1], p[:, 7]) - others, 0.0, alpha=alpha)
-    return Ruling.of_tests([test], "margin_1_7_over_others", f"min(p1, p7) - max(other) {test.describe(3)}")
+    return Ruling.of_tests(
+        {"margin_1_7_over_others": test}, f"min(p1, p7) - max({RUNNER_UP}, other) {test.describe(3)}"
+    )
 
 
 @pytest.mark.claim(
@@ -569,9 +580,10 @@ def test_example_31727_is_a_one_or_a_seven(claim, runs, mnist, probe):
     some examples are hard even for humans…"
 
     Training example 31727 is labelled 1 (the notebook prints 1). If it could be a 1 or a 7, the
-    model's two most probable classes for it are {1, 7}. Per seed: the softmax output of the
-    improved CNN, its arg-max (the prediction), its top two classes, and the margin of {1, 7}
-    over the other classes, which the rule (one_or_seven_rule) decides on.
+    model's two most probable classes for it are {1, 7}, and the less probable of the two still has a
+    real chance, at least RUNNER_UP = 0.1. Per seed: the softmax output of the improved CNN, its arg-max
+    (the prediction), its top two classes, and the margin of {1, 7} over the other classes and over
+    0.1, which the rule (one_or_seven_rule) decides on.
     """
     label = int(mnist.t_train[EXAMPLE])
 
@@ -613,7 +625,7 @@ def ambiguities_rare_rule(fractions: Sequence[float], n_test: int, alpha: float 
     above, else inconclusive."""
     se = stats.binomial_se(float(np.clip(np.mean(fractions), 0, 1)), n_test)
     test = stats.one_sided(fractions, OFTEN, higher_is_better=False, alpha=alpha, extra_se=se)
-    return Ruling.of_tests([test], "ambiguous_fraction", f"ambiguous fraction {test.describe(4)}")
+    return Ruling.of_tests({"ambiguous_fraction": test}, f"ambiguous fraction {test.describe(4)}")
 
 
 @pytest.mark.claim(
@@ -689,14 +701,14 @@ def test_ambiguities_are_rare(claim, runs):
 
 
 def _channel_statistics(model: Any, x: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
-    """Per-example spatial mean of each channel of the first two Conv2D layers (layers 0 and 3 in the
-    notebook), and each layer's zero fraction; skips the claim unless both exist and end in ReLU."""
+    """Per-example spatial mean of each channel of the first two Conv2D layers' activated maps (layers 0 and 3 in
+    the notebook), and each layer's zero fraction; skips the claim unless both exist and end in ReLU."""
     layout = models.find_layers(model)
     skip_unless(layout.missing("conv1", "conv2"))
-    convs = [model.layers[layout.conv1], model.layers[layout.conv2]]
-    for conv in convs:
-        skip_unless(relu_missing(conv))
-    sub = keras.Model(model.inputs, [conv.output for conv in convs])
+    for conv in (layout.conv1, layout.conv2):
+        skip_unless(relu_missing(model, conv))
+    maps = [model.layers[models.activated(model, conv)[0]] for conv in (layout.conv1, layout.conv2)]
+    sub = keras.Model(model.inputs, [layer.output for layer in maps])
     means: list[list[np.ndarray]] = [[], []]
     zeros, sizes = [0, 0], [0, 0]
     for start in range(0, len(x), ACTIVATION_BATCH):
@@ -714,7 +726,7 @@ def deeper_specific_rule(conv2: Sequence[float], conv1: Sequence[float], alpha: 
     paired by seed: holds if above 0 by a one-sided paired t-test over seeds at alpha, refuted if below 0,
     else inconclusive."""
     test = stats.compare(conv2, conv1, alpha=alpha).test
-    return Ruling.of_tests([test], "selectivity_conv2_minus_conv1", f"selectivity conv2 - conv1 {test.describe(3)}")
+    return Ruling.of_tests({"selectivity_conv2_minus_conv1": test}, f"selectivity conv2 - conv1 {test.describe(3)}")
 
 
 @pytest.mark.claim("deeper-features-specific", runs=(recipes.improved,), question=QUESTION_DEEPER)
@@ -730,8 +742,8 @@ def test_deeper_features_are_more_class_specific(claim, runs):
     none and are left out. Per seed the mean over live channels; the rule (deeper_specific_rule)
     compares them over seeds. Reported as context: per seed, a one-sided Mann-Whitney p-value over
     channels, and each layer's sparsity (fraction of zero activations). Arrays: seed 0's selectivities.
-    A student's model: its first two Conv2D layers, if both end in ReLU (the index needs non-negative
-    activations); otherwise the claim skips.
+    A student's model: its first two Conv2D layers, if both end in ReLU, their own or an Activation('relu')
+    layer right after each (the index needs non-negative activations); otherwise the claim skips.
     """
     x, labels = runs.data.X_test, np.asarray(runs.data.t_test)
 

@@ -32,6 +32,7 @@ PREFIXES = (
     ("improved", "training"),
     ("batch-", "batch-size"),
     ("cnn-vs-mlp", "cnn-vs-mlp"),
+    ("gpu-", "cnn-vs-mlp"),
     ("ambigu", "predictions"),
     ("deeper-features", "specificity"),
 )
@@ -55,11 +56,17 @@ def section_of(claim: dict) -> str:
 
 
 def stat_rows(statistics: dict) -> list[dict]:
-    """Table rows for a claim's statistics: one per Summary, three (a, b, diff) per Comparison."""
+    """Table rows for a claim's statistics: one per Summary (with how it decided, for a rule's test), three
+    (a, b, diff) per Comparison."""
     rows = []
     for name, s in statistics.items():
         if "mean" in s:
             rows.append({"name": name, **s})
+            if "p_holds" in s:  # a rule's test: how it decided
+                rows[-1]["test"] = (
+                    f"{s.get('method')}: p(holds) = {num(s.get('p_holds'))}, p(refuted) = {num(s.get('p_refutes'))} "
+                    f"at α = {num(s.get('alpha'))} → {s.get('decision')}"
+                )
             continue
         for part in ("a", "b", "diff"):
             rows.append({"name": f"{name} · {part}", **s.get(part, {})})
@@ -95,14 +102,16 @@ def detectable(claim: dict) -> str:
     d = claim.get("detectable") or {}
     n = len(claim.get("seeds") or []) or "these"
     needed = d.get("seeds_needed")
-    return (
-        f"At {n} seeds the smallest effect detectable with {num(round(100 * (d.get('power') or 0.8)))}% power is "
-        f"{num(d.get('effect'))} (observed {num(d.get('observed'))}); "
-        + (
-            f"the observed effect would need {num(needed)} seeds."
-            if needed is not None
-            else "the seeds the observed effect would need are not estimable."
-        )
+    smallest = (
+        f"At {n} seeds the smallest difference in rates that decides is {num(d.get('effect'))}"
+        if "power" in d and d["power"] is None  # an exact count test: no power approximation
+        else f"At {n} seeds the smallest effect detectable with {num(round(100 * (d.get('power') or 0.8)))}% power is "
+        f"{num(d.get('effect'))}"
+    )
+    return f"{smallest} (observed {num(d.get('observed'))}); " + (
+        f"the observed effect would need {num(needed)} seeds."
+        if needed is not None
+        else "the seeds the observed effect would need are not estimable."
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fixtures.stats import summarize  # noqa: E402
-from reports.evidence import Evidence  # noqa: E402
+from reports.evidence import Evidence, display_verdict  # noqa: E402
 
 DPI = 80
 TRAIN, VAL = "tab:red", "tab:blue"
@@ -87,34 +88,79 @@ def _is_basic(run: dict) -> bool:
     return run["model"] == "basic_cnn" and (run.get("model_config") or {}).get("padding", "valid") == "valid"
 
 
+TRAJECTORY_CLAIMS = {("basic_cnn", 10): "overfitting-signature", ("improved_cnn", 20): "improved-no-overfit"}
+"""The claim that decides on each batch-64 model's validation-loss trajectory, by (model, epochs)."""
+
+
+def _trajectory(ev: Evidence, model: str, epochs: int) -> tuple[dict, dict[str, dict]] | None:
+    """The claim deciding on this model's validation-loss curve, and what it measured per run key."""
+    claim = ev.claim(TRAJECTORY_CLAIMS.get((model, epochs), ""))
+    per_seed = ((claim or {}).get("measured") or {}).get("per_seed") or []
+    if not per_seed or "earlier_min_epoch" not in per_seed[0]:
+        return None  # evidence from before the trajectory was recorded: draw the curves only
+    keys = (claim.get("runs") or [])[: len(per_seed)]
+    return claim, dict(zip(keys, per_seed[: len(keys)], strict=True))
+
+
+def _mark_rises(loss_ax: plt.Axes, ax: plt.Axes, runs: list[dict], measured: dict[str, dict], min_rise: float) -> None:
+    """On the loss panel, each seed's lowest validation loss before the last epoch (dot); on `ax`, each seed's
+    validation loss relative to that value, ending at the final rise the rule compares with `min_rise` (log)."""
+    threshold = math.expm1(min_rise)
+    for r in runs:
+        m = measured.get(r["key"])
+        if m is None:
+            continue
+        loss_ax.plot(m["earlier_min_epoch"], m["earlier_min_val_loss"], "o", color="k", ms=4)
+        relative = np.asarray(r["history"]["val_loss"], dtype=float) / m["earlier_min_val_loss"] - 1
+        (line,) = ax.plot(range(1, len(relative) + 1), 100 * relative, lw=1)
+        ax.plot(len(relative), 100 * relative[-1], "o", color=line.get_color(), ms=5)
+        ax.annotate(
+            f"{relative[-1]:+.1%}",
+            (len(relative), 100 * relative[-1]),
+            fontsize=7,
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+        )
+    ax.axhline(100 * threshold, color="k", ls="--", lw=1, label=f"overfitting from +{threshold:.1%}")
+    ax.axhline(0, color="gray", lw=0.5)
+    finals = [math.expm1(m["val_loss_rise"]) for m in measured.values()]
+    ax.set_ylim(-25, 100 * max(2.5 * threshold, 1.3 * max(finals, default=0.0)))
+    ax.set(xlabel="Epoch #", ylabel="% above lowest earlier val loss", title="Validation loss, per seed")
+
+
 def training_curves(ev: Evidence, out: Path) -> list[Figure]:
-    """Loss and accuracy over epochs for every batch-64 CNN configuration, onset of overfitting marked."""
-    onset = (ev.claim("overfitting-signature") or {}).get("measured", {}).get("onset_epoch")
+    """Loss and accuracy over epochs for every batch-64 CNN configuration; for the models the overfitting claims
+    decide on, each seed's validation loss relative to its lowest earlier value, ending at the rise they test."""
     figures = []
     groups = sorted(
         ((k, g) for k, g in run_groups(ev.runs).items() if k[2] == 64 and k[0] != "mlp"), key=lambda kg: kg[0]
     )
     for (model, _config, bs, epochs), runs in groups:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        decided = _trajectory(ev, model, epochs) if _is_basic(runs[0]) or model != "basic_cnn" else None
+        fig, axes = plt.subplots(1, 3 if decided else 2, figsize=(16 if decided else 11, 3.8))
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=False):
             _band(ax, _curves(runs, metric), "Training", TRAIN)
             _band(ax, _curves(runs, f"val_{metric}"), "Validation", VAL)
-            if onset and _is_basic(runs[0]) and epochs == 10:
-                ax.axvline(
-                    float(np.mean(onset)),
-                    color="k",
-                    ls="--",
-                    lw=1,
-                    label=f"overfitting onset (mean {np.mean(onset):.1f})",
-                )
             ax.set(xlabel="Epoch #", ylabel=metric.capitalize())
+        caption = f"{model}: mean over {len(runs)} seeds, band = min–max over seeds."
+        if decided:
+            claim, measured = decided
+            _mark_rises(axes[0], axes[2], runs, measured, claim["measured"]["min_rise"])
+            axes[0].plot([], [], "o", color="k", ms=4, label="lowest val loss before the last epoch")
+            threshold = math.expm1(claim["measured"]["min_rise"])
+            rises = ", ".join(f"{math.expm1(m['val_loss_rise']):+.1%}" for m in measured.values())
+            caption += (
+                f" Right: each seed's validation loss relative to its lowest value before the last epoch (the dot on "
+                f"the left); the final rise ({rises}) is what {claim['id']} compares with +{threshold:.1%}: "
+                f"{display_verdict(claim)}."
+            )
+        for ax in axes:
             ax.legend(fontsize=8)
         config_text = "".join(f" {k}={v}" for k, v in (runs[0].get("model_config") or {}).items())
         fig.suptitle(f"{model}{config_text}, batch {bs}, {epochs} epochs ({len(runs)} seeds)")
         name = f"curves-{model}-bs{bs}-ep{epochs}-{len(figures)}.png"
-        figures.append(
-            _save(fig, out, name, f"{model}{config_text}: mean over {len(runs)} seeds, band = min–max over seeds.")
-        )
+        figures.append(_save(fig, out, name, caption))
     return figures
 
 
@@ -154,17 +200,35 @@ def batch_size(ev: Evidence, out: Path) -> list[Figure]:
         ax.legend()
         figures.append(_save(fig, out, "batch-accuracy.png", "Mean with Student-t 95% CI; gray dots are single seeds."))
 
-    instability = (ev.claim("batch-small-unstable") or {}).get("measured", {}).get("instability")
-    if instability:
+    unstable = ev.claim("batch-small-unstable") or {}
+    instability, risen = (
+        (unstable.get("measured") or {}).get("instability"),
+        unstable.get("measured", {}).get("risen_from"),
+    )
+    if instability and risen is not None:
         sizes = sorted(instability, key=int)
+        finite = [v for vs in instability.values() for v in vs if np.isfinite(v)] or [0.0]
+        top = max(max(finite), risen) * 1.15 + 0.1
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for i, bs in enumerate(sizes):
-            m, h = mean_ci(instability[bs])
-            ax.errorbar(i, m, yerr=h, fmt="o", color="k", capsize=4)
-            ax.plot([i] * len(instability[bs]), instability[bs], ".", color="tab:orange")
+            values = np.asarray(instability[bs], dtype=float)
+            ax.plot([i] * len(values), np.where(np.isfinite(values), values, top), ".", color="tab:orange", ms=9)
+            ax.text(i, top * 1.04, f"{int(np.sum(values >= risen))} of {len(values)} doubled", ha="center", fontsize=8)
+        ax.axhline(risen, color="k", ls="--", lw=1, label="loss doubled again (log 2)")
         ax.set_xticks(range(len(sizes)), sizes)
-        ax.set(xlabel="Batch size", ylabel="Instability", title="Instability of the training loss per batch size")
-        figures.append(_save(fig, out, "batch-instability.png", "Orange: single seeds; black: mean with 95% CI."))
+        ax.set_xlim(-0.6, len(sizes) - 0.4)
+        ax.set_ylim(top=top * 1.12)
+        ax.set(xlabel="Batch size", ylabel="log(largest loss / running min)", title="Instability of the training loss")
+        ax.legend(fontsize=8, loc="lower left")
+        figures.append(
+            _save(
+                fig,
+                out,
+                "batch-instability.png",
+                f"Orange: single seeds (a NaN loss at the top); {unstable['id']} counts the seeds above the dashed "
+                f"line at batch 16 against 128: {display_verdict(unstable)}.",
+            )
+        )
     return figures
 
 
@@ -191,9 +255,30 @@ def cnn_vs_mlp(ev: Evidence, out: Path) -> list[Figure]:
     timing = (ev.claim("cnn-vs-mlp-time") or {}).get("measured", {})
     if timing.get("s_per_epoch"):
         fig, ax = plt.subplots(figsize=(5, 4))
-        _points_with_ci(ax, timing["s_per_epoch"], "Seconds per epoch")
-        ax.set_title(f"Training time on {timing.get('device', 'this device')}")
-        figures.append(_save(fig, out, "cnn-vs-mlp-time.png", "Bars: mean with 95% CI; dots: single seeds."))
+        _points_with_ci(ax, timing["s_per_epoch"], "CPU seconds per epoch")
+        device = timing.get("device") or "this CPU"
+        ax.set_title(f"Training time on {device.get('cpu') if isinstance(device, dict) else device}")
+        figures.append(_save(fig, out, "cnn-vs-mlp-time.png", "Bars: mean with 95% CI; dots: single rounds."))
+    speedup = ev.claim("gpu-speedup") or {}
+    if (speedup.get("measured") or {}).get("wall_s_per_epoch"):
+        measured = speedup["measured"]
+        fig, ax = plt.subplots(figsize=(5, 4))
+        _points_with_ci(
+            ax,
+            {"GPU": measured["wall_s_per_epoch"]["gpu"], "CPU": measured["wall_s_per_epoch"]["cpu"]},
+            "Wall seconds per epoch",
+        )
+        ax.set_title(f"Basic CNN on {', '.join(measured['device']['gpus'])} vs its CPU")
+        low, high = measured["band"]
+        figures.append(
+            _save(
+                fig,
+                out,
+                "gpu-speedup.png",
+                f"Bars: mean with 95% CI; dots: single rounds. gpu-speedup asks CPU/GPU in [{low:.2f}, {high:.2f}]: "
+                f"{display_verdict(speedup)}.",
+            )
+        )
     return figures
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -104,19 +106,77 @@ def test_ruling_of_tests_intersection_union_and_bonferroni():
         one_sided([1.0, -1.1, 0.3], 0.0),
         one_sided([-1.0, -1.1, -1.2], 0.0),
     )
-    assert Ruling.of_tests([up, up], "x", "t").verdict is Verdict.HOLDS
-    inconclusive = Ruling.of_tests([up, flat], "x", "t")
+    assert Ruling.of_tests({"x": up, "y": up}, "t").verdict is Verdict.HOLDS
+    inconclusive = Ruling.of_tests({"x": up, "y": flat}, "t")
     assert inconclusive.verdict is Verdict.INCONCLUSIVE
     assert inconclusive.p == flat.p_holds and inconclusive.detectable == flat.detectable() is not None
-    refuted = Ruling.of_tests([up, down], "x", "t")
+    refuted = Ruling.of_tests({"x": up, "y": down}, "t")
     assert refuted.verdict is Verdict.REFUTED and refuted.p == pytest.approx(2 * down.p_refutes)
     # Bonferroni: a refutation at p just under 0.05 in one of two parts is not enough.
     weak = one_sided([-1.0, -2.0, -3.0], 0.0)  # p_refutes 0.037
-    assert Ruling.of_tests([weak], "x", "t").verdict is Verdict.REFUTED
-    assert Ruling.of_tests([up, weak], "x", "t").verdict is Verdict.INCONCLUSIVE
+    assert Ruling.of_tests({"x": weak}, "t").verdict is Verdict.REFUTED
+    assert Ruling.of_tests({"x": up, "y": weak}, "t").verdict is Verdict.INCONCLUSIVE
     assert refuted.headline == {"name": "x", "values": [1.0, 1.1, 1.2], "higher_is_better": True, "text": "t"}
+    assert refuted.tests == {"x": up, "y": down}
+    # A part left out of `refuting` withholds "holds" but cannot refute; the others are Bonferroni'd among themselves.
+    assert Ruling.of_tests({"x": up, "y": down}, "t", refuting=("x",)).verdict is Verdict.INCONCLUSIVE
+    alone = Ruling.of_tests({"x": weak, "y": up}, "t", refuting=("x",))
+    assert alone.verdict is Verdict.REFUTED and alone.p == pytest.approx(weak.p_refutes)
     with pytest.raises(ValueError):
-        Ruling.of_tests([], "x", "t")
+        Ruling.of_tests({}, "t")
+    with pytest.raises(ValueError, match="named to refute"):
+        Ruling.of_tests({"x": up}, "t", refuting=("z",))
+
+
+PARTS = {
+    "up": one_sided([1.0, 1.1, 1.2], 0.0),
+    "flat": one_sided([1.0, -1.1, 0.3], 0.0),
+    "down": one_sided([-1.0, -1.1, -1.2], 0.0),
+    "nan": one_sided([1.0, math.nan, 1.2], 0.0),
+    "one-seed": one_sided([1.0], 0.0),
+    "tie": one_sided([1.0, 1.1, 1.2], 0.0),
+}
+
+
+@pytest.mark.parametrize(
+    "names, verdict",
+    [
+        (["up", "tie"], Verdict.HOLDS),
+        (["up", "nan"], Verdict.INCONCLUSIVE),  # a NaN part is no evidence: it cannot hold, nor hide a refutation
+        (["up", "down", "nan"], Verdict.REFUTED),
+        (["nan", "one-seed"], Verdict.INCONCLUSIVE),
+        (["up", "flat", "down", "nan", "tie"], Verdict.REFUTED),
+    ],
+)
+def test_ruling_of_tests_is_nan_safe_and_does_not_depend_on_the_order_of_its_parts(names, verdict):
+    """The issue's case: with max/min, a NaN in the first part made `holds` of a rule whose other part held, and
+    a NaN elsewhere hid a refutation. Every order of the parts now gives the same verdict, p and statistic."""
+    rulings = [Ruling.of_tests({n: PARTS[n] for n in order}, "t") for order in itertools.permutations(names)]
+    assert {r.verdict for r in rulings} == {verdict}
+    assert len({(r.p, r.statistic) for r in rulings}) == 1
+    assert all(math.isfinite(r.p) for r in rulings)
+
+
+def test_claim_check_records_the_ruling_s_tests_among_the_statistics(suite):
+    claims_project(suite, test_recorded=RECORDED)
+    suite.runpytest_subprocess("-k", "c-recorded").assert_outcomes(passed=1, failed=1)
+    recorded = {c["id"]: c for c in evidence(suite)["claims"]}["c-recorded"]
+    assert recorded["statistics"]["part"]["decision"] == "holds" and recorded["statistics"]["extra"] == {"n": 1}
+
+
+RECORDED = """
+import pytest
+from fixtures.claim import Ruling
+from fixtures.stats import one_sided
+
+@pytest.mark.claim("c-recorded")
+def test_recorded(claim):
+    claim.check(Ruling.of_tests({"part": one_sided([1.0, 1.1, 1.2], 0.0)}, "t"), statistics={"extra": {"n": 1}})
+
+@pytest.mark.claim("c-recorded-twice")
+def test_recorded_twice(claim):
+    claim.check(Ruling.of_tests({"part": one_sided([1.0, 1.1, 1.2], 0.0)}, "t"), statistics={"part": {}})
+"""
 
 
 def test_ruling_fact_is_never_inconclusive():
@@ -130,7 +190,7 @@ from fixtures.claim import Ruling
 from fixtures.stats import one_sided
 
 def rule(values, alpha):
-    return Ruling.of_tests([one_sided(values, 0.0, alpha=alpha)], "x", "t")
+    return Ruling.of_tests({"x": one_sided(values, 0.0, alpha=alpha)}, "t")
 
 @pytest.mark.claim("c-decided-at-5")
 def test_decided_at_5(claim):
@@ -169,7 +229,7 @@ def _null_error(plan: list[tuple[int, float]], simulations: int = 4000) -> float
         values = rng.standard_normal(plan[-1][0])
         _, _, ruling, _ = sequential(
             lambda seeds, values=values: values[seeds],
-            lambda v, alpha: Ruling.of_tests([one_sided(v, 0.0, alpha=alpha)], "x", "t"),
+            lambda v, alpha: Ruling.of_tests({"x": one_sided(v, 0.0, alpha=alpha)}, "t"),
             plan,
         )
         wrong += ruling.verdict is Verdict.HOLDS

@@ -11,12 +11,16 @@ from fixtures.stats import (
     Comparison,
     OneSided,
     Summary,
+    Verdict,
     binomial_se,
     compare,
+    counts,
+    log_rise,
     one_sided,
-    rise_above_running_min,
+    rate,
     sequential_plan,
     summarize,
+    welch_df,
 )
 
 A = [0.99, 0.991, 0.992, 0.990, 0.993]
@@ -78,22 +82,22 @@ def test_compare_clear_gap_a_better():
     assert c.p_a_better_ci == (pytest.approx(0.025 ** (1 / 5)), 1.0)  # Clopper-Pearson, 5 of 5
     assert c.diff.mean == pytest.approx(0.01022, abs=1e-5)
     assert c.t_pvalue < 1e-4
-    assert c.decision() == "a_better"
+    assert c.decision() is Verdict.HOLDS
 
 
 def test_compare_mirrored_b_better():
     c = compare(B, A)
     assert c.p_a_better == 0.0
     assert c.t_pvalue > 1 - 1e-4
-    assert c.decision() == "b_better"
+    assert c.decision() is Verdict.REFUTED
 
 
 def test_compare_noisy_undecided():
     b = [0.991, 0.990, 0.9925, 0.9895, 0.993]  # diffs -0.001, 0.001, -0.0005, 0.0005, 0
     c = compare(A, b)
     assert c.t_pvalue == pytest.approx(0.5, abs=1e-6)
-    assert c.decision() == "undecided"
-    assert compare(b, A).decision() == "undecided"
+    assert c.decision() is Verdict.INCONCLUSIVE
+    assert compare(b, A).decision() is Verdict.INCONCLUSIVE
 
 
 def test_lower_is_better_flips_direction():
@@ -102,10 +106,10 @@ def test_lower_is_better_flips_direction():
     c = compare(loss_a, loss_b, higher_is_better=False)
     assert c.diff.mean > 0  # positive diff always means A better
     assert c.p_a_better == 1.0
-    assert c.decision() == "a_better"
-    assert compare(loss_b, loss_a, higher_is_better=False).decision() == "b_better"
+    assert c.decision() is Verdict.HOLDS
+    assert compare(loss_b, loss_a, higher_is_better=False).decision() is Verdict.REFUTED
     # Read as "higher is better", the same numbers make B the winner.
-    assert compare(loss_a, loss_b).decision() == "b_better"
+    assert compare(loss_a, loss_b).decision() is Verdict.REFUTED
 
 
 def test_ties_count_half_and_exact_ci():
@@ -129,13 +133,13 @@ def test_recorded_diff_interval_matches_the_one_sided_decision():
     # the 90% t-CI, whose lower end is above 0 exactly when the one-sided test at 0.05 decides.
     a, b = [0.9900, 0.9920, 0.9935], [0.9888, 0.9885, 0.9890]
     c = compare(a, b)
-    assert 0.025 < c.t_pvalue < 0.05 and c.decision() == "a_better"
+    assert 0.025 < c.t_pvalue < 0.05 and c.decision() is Verdict.HOLDS
     assert c.diff.ci_low > 0 and c.diff.ci_method == "student-t 90%"
     assert summarize(c.diff.values).ci_low < 0  # the old two-sided 95% interval spanned 0
     for shift in (-0.003, -0.0015, 0.0, 0.0015):
         shifted = compare([x + shift for x in a], b)
-        assert (shifted.diff.ci_low > 0) == (shifted.decision() == "a_better")
-        assert (shifted.diff.ci_high < 0) == (shifted.decision() == "b_better")
+        assert (shifted.diff.ci_low > 0) == (shifted.decision() is Verdict.HOLDS)
+        assert (shifted.diff.ci_high < 0) == (shifted.decision() is Verdict.REFUTED)
 
 
 def test_paired_test_sees_consistent_gap_despite_seed_effects():
@@ -144,7 +148,7 @@ def test_paired_test_sees_consistent_gap_despite_seed_effects():
     a = [x + d for x, d in zip(base, bumps, strict=True)]
     c = compare(a, base)
     assert c.t_pvalue < 0.05
-    assert c.decision() == "a_better"
+    assert c.decision() is Verdict.HOLDS
     # An unpaired view drowns the gap in the seed effects: CIs overlap, Welch's test is blind.
     assert c.a.ci_low < c.b.mean < c.a.mean < c.b.ci_high
     assert sps.ttest_ind(a, base, equal_var=False, alternative="greater").pvalue > 0.3
@@ -166,17 +170,17 @@ def test_zero_variance_diffs_fall_back_to_the_sign_test(a, b, p_a, p_b):
 
 
 def test_zero_variance_decisions_need_enough_seeds():
-    assert compare([2, 3, 4], [1, 2, 3]).decision() == "undecided"  # 0.5**3 = 0.125
-    assert compare([2, 3, 4, 5, 6], [1, 2, 3, 4, 5]).decision() == "a_better"  # 0.5**5 = 0.031
-    assert compare([1, 2, 3, 4, 5], [2, 3, 4, 5, 6]).decision() == "b_better"
-    assert compare([1, 2, 3], [1, 2, 3]).decision() == "undecided"
+    assert compare([2, 3, 4], [1, 2, 3]).decision() is Verdict.INCONCLUSIVE  # 0.5**3 = 0.125
+    assert compare([2, 3, 4, 5, 6], [1, 2, 3, 4, 5]).decision() is Verdict.HOLDS  # 0.5**5 = 0.031
+    assert compare([1, 2, 3, 4, 5], [2, 3, 4, 5, 6]).decision() is Verdict.REFUTED
+    assert compare([1, 2, 3], [1, 2, 3]).decision() is Verdict.INCONCLUSIVE
 
 
 def test_single_seed_is_undecided():
     c = compare([0.99], [0.5])
     assert math.isnan(c.t_pvalue)
     assert c.p_a_better == 1.0
-    assert c.decision() == "undecided"
+    assert c.decision() is Verdict.INCONCLUSIVE
 
 
 # --- one_sided ---------------------------------------------------------------------------------
@@ -188,10 +192,10 @@ def test_one_sided_known_answer_both_directions():
     assert t.statistic == pytest.approx(2.0 / (1 / math.sqrt(3)))
     assert t.p_holds == pytest.approx(sps.ttest_1samp([1, 2, 3], 0.0, alternative="greater").pvalue)
     assert t.p_holds + t.p_refutes == pytest.approx(1.0)
-    assert t.decision() == "holds"
-    assert one_sided([1.0, 2.0, 3.0], 4.0).decision() == "refuted"
-    assert one_sided([1.0, 2.0, 3.0], 2.2).decision() == "undecided"
-    assert one_sided([1.0, 2.0, 3.0], 4.0, higher_is_better=False).decision() == "holds"
+    assert t.decision() is Verdict.HOLDS
+    assert one_sided([1.0, 2.0, 3.0], 4.0).decision() is Verdict.REFUTED
+    assert one_sided([1.0, 2.0, 3.0], 2.2).decision() is Verdict.INCONCLUSIVE
+    assert one_sided([1.0, 2.0, 3.0], 4.0, higher_is_better=False).decision() is Verdict.HOLDS
 
 
 def test_one_sided_interval_is_the_matching_one():
@@ -205,12 +209,12 @@ def test_one_sided_extra_se_widens_and_weakens():
     plain, shared = one_sided([1.0, 1.1, 1.2], 0.9), one_sided([1.0, 1.1, 1.2], 0.9, extra_se=0.1)
     assert shared.ci_high - shared.ci_low > plain.ci_high - plain.ci_low
     assert shared.p_holds > plain.p_holds
-    assert one_sided([1.0, 1.0, 1.0], 0.5, extra_se=0.1).method == "one-sided t"  # spread from extra_se
+    assert one_sided([1.0, 1.0, 1.0], 0.5, extra_se=0.1).method.startswith("one-sided t")  # spread from extra_se
 
 
 def test_one_sided_one_value_and_nan_are_undecided():
-    assert one_sided([3.0], 0.0).decision() == "undecided"
-    assert one_sided([1.0, math.nan, 2.0], 0.0).decision() == "undecided"
+    assert one_sided([3.0], 0.0).decision() is Verdict.INCONCLUSIVE
+    assert one_sided([1.0, math.nan, 2.0], 0.0).decision() is Verdict.INCONCLUSIVE
     with pytest.raises(ValueError):
         one_sided([], 0.0)
 
@@ -229,14 +233,14 @@ def test_detectable_effect_and_seeds_needed():
 
 
 def test_detectable_counts_the_shared_error_that_more_seeds_do_not_shrink():
-    values = [0.9930, 0.9924, 0.9926]
+    values = [0.9930, 0.9915, 0.9926]
     plain, shared = (
-        one_sided(values, 0.995, higher_is_better=False),
-        one_sided(values, 0.995, higher_is_better=False, extra_se=0.00085),
+        one_sided(values, 0.9948, higher_is_better=False),
+        one_sided(values, 0.9948, higher_is_better=False, extra_se=0.00085),
     )
     assert shared.detectable()["effect"] > plain.detectable()["effect"]
     assert shared.detectable()["seeds_needed"] > plain.detectable()["seeds_needed"]
-    floor = one_sided(values, 0.9945, higher_is_better=False, extra_se=0.00085)  # 0.0018 < 2.49 * 0.00085
+    floor = one_sided(values, 0.9944, higher_is_better=False, extra_se=0.00085)  # 0.0020 < 2.49 * 0.00085
     assert floor.detectable()["seeds_needed"] is None
 
 
@@ -250,7 +254,7 @@ def test_compare_rejects_bad_lengths():
 def test_compare_with_diverged_run_does_not_crash():
     c = compare([0.9, math.nan, 0.92], [0.8, 0.81, 0.82])
     assert math.isnan(c.t_pvalue)
-    assert c.decision() == "undecided"
+    assert c.decision() is Verdict.INCONCLUSIVE
     json.dumps(c.to_dict())
 
 
@@ -260,7 +264,7 @@ def test_comparison_to_dict_is_plain_json():
     assert d["p_a_better"] == 1.0
     assert d["p_a_better_ci"] == [pytest.approx(0.025**0.2), 1.0]
     assert d["higher_is_better"] is True
-    assert d["decision"] == "a_better"
+    assert d["decision"] == "holds"  # A better, in the claims' vocabulary
 
 
 # --- binomial_se and rise_above_running_min -------------------------------------------------
@@ -274,25 +278,87 @@ def test_binomial_se():
         binomial_se(0.5, 0)
 
 
-def test_rise_is_negative_when_the_curve_never_rises():
-    # Then it is the smallest relative fall: every step halves the loss, so -0.5.
-    assert rise_above_running_min([2.0, 1.0, 0.5, 0.25]) == pytest.approx(-0.5)
-    assert rise_above_running_min([1.0, 0.9, 0.5]) == pytest.approx(-0.1)
-    assert math.isnan(rise_above_running_min([0.4]))
+def test_log_rise_is_negative_when_the_curve_never_rises():
+    # Then it is the smallest fall: every step halves the loss, so log(1/2).
+    assert log_rise([2.0, 1.0, 0.5, 0.25]) == pytest.approx(math.log(0.5))
+    assert log_rise([1.0, 0.9, 0.5]) == pytest.approx(math.log(0.9))
+    assert math.isnan(log_rise([0.4]))
 
 
-def test_rise_known_answer():
-    assert rise_above_running_min([1.0, 0.5, 0.75]) == pytest.approx(0.5)
-    # Relative to the running minimum, not the previous value: 0.5 -> 0.6 -> 0.9 is 0.8.
-    assert rise_above_running_min([1.0, 0.5, 0.6, 0.9, 0.4]) == pytest.approx(0.8)
+def test_log_rise_known_answer():
+    assert log_rise([1.0, 0.5, 0.75]) == pytest.approx(math.log(1.5))
+    # Relative to the running minimum, not the previous value: 0.5 -> 0.6 -> 0.9 is 0.9 / 0.5.
+    assert log_rise([1.0, 0.5, 0.6, 0.9, 0.4]) == pytest.approx(math.log(1.8))
 
 
-def test_rise_is_capped_and_diverged_runs_take_the_cap():
-    assert rise_above_running_min([1.0, 0.5, 5.0]) == 1.0
-    assert rise_above_running_min([1.0, 0.5, 5.0], cap=3.0) == 3.0
-    assert rise_above_running_min([1.0, 0.5, math.nan]) == 1.0
-    assert rise_above_running_min([1.0, math.inf]) == 1.0
-    assert rise_above_running_min([1.0, 0.0, 0.5]) == 1.0  # a rise above a zero minimum is unbounded
+def test_log_rise_is_uncapped_and_diverged_runs_keep_their_own_value():
+    assert log_rise([1.0, 0.1, 2.31]) == pytest.approx(math.log(23.1))  # back at chance: no cap
+    assert log_rise([1.0, 0.1, 2.31]) < log_rise([1.0, 0.01, 2.31])  # from a lower best, a larger rise
+    assert log_rise([1.0, 0.5, math.nan]) == math.inf and log_rise([1.0, math.inf]) == math.inf
+    assert log_rise([1.0, 0.0, 0.5]) == math.inf  # a rise above a zero minimum is unbounded
+    assert log_rise([1.0, 0.0, 0.0]) == 0.0  # and none from zero to zero
+
+
+# --- welch_df and the count tests ----------------------------------------------------------
+
+
+def test_welch_df_is_n_minus_1_without_a_shared_error_and_grows_with_it():
+    assert welch_df(0.01, 3) == 2.0
+    assert welch_df(0.01, 3, 0.001) == pytest.approx((0.01**2 / 3 + 0.001**2) ** 2 / ((0.01**2 / 3) ** 2 / 2))
+    assert welch_df(0.0, 3, 0.001) == math.inf  # only the known error: the normal
+    assert welch_df(0.0003, 3, 0.00086) > 30  # three 99.25% accuracies on one 10k test set
+
+
+def test_one_sided_with_a_shared_error_uses_the_welch_satterthwaite_df():
+    values, se = [0.9925, 0.9923, 0.9928], 0.00086
+    t = one_sided(values, 0.985, extra_se=se)
+    assert t.df == pytest.approx(welch_df(t.sd, 3, se))
+    assert t.p_holds == pytest.approx(sps.t.sf(t.statistic, t.df)) and "Welch-Satterthwaite" in t.method
+    assert one_sided(values, 0.985).df == 2.0 and t.to_dict()["df"] == pytest.approx(t.df)
+
+
+def test_counts_decide_at_three_seeds_only_when_all_differ():
+    assert counts([True] * 3, [False] * 3).p_holds == pytest.approx(1 / 64)
+    assert counts([True] * 3, [False] * 3).decision() is Verdict.HOLDS
+    assert counts([False] * 3, [True] * 3).decision() is Verdict.REFUTED
+    assert counts([True, True, False], [False] * 3).decision() is Verdict.INCONCLUSIVE  # p = 0.11
+    assert counts([True] * 3, [True] * 3).p_holds == 1.0
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_counts_p_is_monotone_in_each_count(n):
+    p = {
+        (a, b): counts([True] * a + [False] * (n - a), [True] * b + [False] * (n - b))
+        for a in range(n + 1)
+        for b in range(n + 1)
+    }
+    for (a, b), test in p.items():
+        if a < n:
+            assert p[a + 1, b].p_holds <= test.p_holds and p[a + 1, b].p_refutes >= test.p_refutes
+        if b < n:
+            assert p[a, b + 1].p_holds >= test.p_holds
+
+
+def test_counts_detectable_and_to_dict():
+    undecided = counts([True, True, False], [False] * 3)
+    d = undecided.detectable()
+    assert d["effect"] == 1.0 and d["power"] is None and d["observed"] == pytest.approx(2 / 3)
+    assert d["seeds_needed"] is not None and d["seeds_needed"] > 3
+    assert counts([False] * 3, [False] * 3).detectable()["seeds_needed"] is None  # no difference to scale up
+    assert counts([True], [False]).detectable() is None
+    record = json.loads(json.dumps(undecided.to_dict()))
+    assert record["events_a"] == 2 and record["decision"] == "inconclusive" and record["values"] == [1.0, 1.0, 0.0]
+    assert "2 of 3 vs 0 of 3 seeds" in undecided.describe()
+
+
+def test_rate_is_the_exact_binomial_both_ways():
+    assert (
+        rate([False] * 6, 0.5).p_refutes == pytest.approx(0.5**6)
+        and rate([False] * 6, 0.5).decision() is Verdict.REFUTED
+    )
+    assert rate([False] * 3, 0.5).decision() is Verdict.INCONCLUSIVE  # 0.125
+    assert rate([True] * 5, 0.5).p_holds == pytest.approx(0.5**5)
+    assert json.loads(json.dumps(rate([True, False], 0.5).to_dict()))["threshold"] == 0.5
 
 
 # --- sequential_plan ---------------------------------------------------------------------------

@@ -9,33 +9,80 @@ import time
 import numpy as np
 import pytest
 
-from claims.test_training import MUCH_SLOWER, cnn_vs_mlp_time_rule
+from claims.test_training import FACTOR_5_OR_SO, MUCH_SLOWER, cnn_vs_mlp_time_rule, gpu_speedup_rule
 from fixtures import timing
+from fixtures.claim import Verdict
 from tests.tiny import tiny_data
 
 LAST_LOOK_ALPHA = 0.05 / len(timing.LOOKS)
+H, R, I = Verdict.HOLDS, Verdict.REFUTED, Verdict.INCONCLUSIVE  # noqa: E741 (as in test_rules.py)
 
 
 @pytest.mark.rule_of("cnn-vs-mlp-time")
 @pytest.mark.parametrize(
-    "ratios, gpus, verdict",
+    "ratios, expected",
     [
-        ([3.0, 3.2, 2.9, 3.1, 3.05], [], "holds"),
-        ([1.3, 1.25, 1.4, 1.35, 1.3], [], "refuted"),
-        ([1.6, 2.6, 2.0, 2.3, 1.8], [], "inconclusive"),
-        ([3.0, 3.2, 2.9, 3.1, 3.05], ["NVIDIA H200"], "inconclusive"),
+        ([3.0, 3.2, 2.9, 3.1, 3.05], H),
+        ([1.3, 1.25, 1.4, 1.35, 1.3], R),
+        ([1.6, 2.6, 2.0, 2.3, 1.8], I),
     ],
-    ids=["clearly-slower", "less-than-twice", "straddles-2", "on-a-gpu"],
+    ids=["clearly-slower", "less-than-twice", "straddles-2"],
 )
-def test_rule_reaches_every_verdict(ratios, gpus, verdict):
-    decided, look = cnn_vs_mlp_time_rule(ratios, LAST_LOOK_ALPHA, gpus)
-    assert decided.value == verdict
-    assert look.ci_low < look.mean < look.ci_high
-    assert math.isclose(look.mean, math.exp(np.mean(np.log(ratios))))
-    if verdict == "holds":
-        assert look.ci_low > MUCH_SLOWER
-    if verdict == "refuted":
-        assert look.ci_high < MUCH_SLOWER
+def test_rule_reaches_every_verdict(ratios, expected):
+    ruling = cnn_vs_mlp_time_rule(ratios, LAST_LOOK_ALPHA, failed=[-9.67])
+    look = ruling.tests["cpu_ratio"]
+    assert ruling.verdict is expected and ruling.rule.startswith("CPU only")
+    assert look["ci_low"] < look["mean"] < look["ci_high"] and look["values"] == ratios
+    assert math.isclose(look["mean"], math.exp(np.mean(np.log(ratios))))
+    assert "1 failed round(s) set aside and redrawn: ratio [-9.67]" in ruling.headline["text"]
+    if expected is H:
+        assert look["ci_low"] > MUCH_SLOWER
+    if expected is R:
+        assert look["ci_high"] < MUCH_SLOWER
+
+
+@pytest.mark.rule_of("gpu-speedup")
+@pytest.mark.parametrize(
+    "ratios, expected",
+    [
+        ([5.1, 4.8, 5.3, 4.9, 5.0], H),  # "divided by a factor 5 or so"
+        ([4.0, 4.3, 3.9, 4.2, 4.1], H),  # 4 is 5 or so too
+        ([1.4, 1.5, 1.3, 1.45, 1.4], R),  # a GPU barely faster than the CPU
+        ([22.0, 25.0, 21.0, 24.0, 23.0], R),  # an H200 against its 16 cores might be this: not "5 or so"
+        ([2.8, 3.6, 3.1, 3.4, 2.9], I),  # straddles the lower edge, 3.16
+        ([6.5, 7.6, 7.0, 7.4, 6.8], I),  # straddles the upper edge, 7.07
+    ],
+    ids=["five", "four", "barely-faster", "far-faster", "at-lower-edge", "at-upper-edge"],
+)
+def test_gpu_speedup_rule_reaches_every_verdict(ratios, expected):
+    ruling = gpu_speedup_rule(ratios, LAST_LOOK_ALPHA)
+    look = ruling.tests["cpu_over_gpu_ratio"]
+    assert ruling.verdict is expected, ruling.headline["text"]
+    assert list(look["threshold"]) == [pytest.approx(math.sqrt(10)), pytest.approx(math.sqrt(50))]
+    low, high = FACTOR_5_OR_SO
+    if expected is H:
+        assert low < look["ci_low"] < look["ci_high"] < high
+    if expected is R:
+        assert look["ci_high"] < low or look["ci_low"] > high
+
+
+def test_timing_rules_state_the_looks_and_the_cap_they_use():
+    for rule in (cnn_vs_mlp_time_rule, gpu_speedup_rule):
+        doc = " ".join(rule.__doc__.split())
+        assert "5, 10 or 20 rounds" in doc and timing.LOOKS == (5, 10, 20)
+        assert f"{timing.TIME_CAP_S:g} CPU-s" in doc and f"0.05/{len(timing.LOOKS)}" in doc
+    assert (
+        "[3.16, 7.07]" in gpu_speedup_rule.__doc__ and f"MUCH_SLOWER = {MUCH_SLOWER:g}" in cnn_vs_mlp_time_rule.__doc__
+    )
+
+
+def test_band_sequential_test_decides_a_clear_factor_at_the_first_look():
+    draws = itertools.cycle([5.1, 4.8, 5.3, 4.9, 5.0])
+    ratios, looks, _ = timing.sequential_ratio_test(lambda: next(draws), FACTOR_5_OR_SO)
+    assert len(ratios) == timing.LOOKS[0] and [look.verdict for look in looks] == ["holds"]
+    draws = itertools.cycle([3.0, 3.4, 3.1, 3.3, 3.2])
+    _, looks, _ = timing.sequential_ratio_test(lambda: next(draws), FACTOR_5_OR_SO)
+    assert [look.n for look in looks] == list(timing.LOOKS) and looks[-1].verdict == "inconclusive"
 
 
 @pytest.mark.parametrize(
@@ -135,6 +182,13 @@ def test_step_cost_in_cpu_time_ignores_waiting():
     model = BusyModel(fixed_s=0.01, per_step_s=0.02, spend=time.sleep)  # a process made to wait, e.g. preempted
     cost = timing.step_cost(model, short=[0] * 20, long=[0] * 40, steps=20)
     assert cost.cpu_s < 0.002 < 0.01 < cost.wall_s  # sleeps may overrun by tens of ms on a loaded machine
+
+
+def test_gpu_vs_cpu_sampler_times_one_model_on_both_devices():
+    """Without a GPU both are the CPU; what this checks is the round's shape and that the CPU scope runs."""
+    data = tiny_data()
+    costs = timing.gpu_vs_cpu_sampler(data.X_train[:320], data.T_train[:320], "tiny")()
+    assert sorted(costs) == ["cpu", "gpu"] and all(math.isfinite(c.wall_s) for c in costs.values())
 
 
 def test_sampler_times_each_model_in_turn():
