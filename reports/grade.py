@@ -100,15 +100,15 @@ class StudentSessions:
         def poll(elapsed: float, rss: int) -> None:
             self.status.poll(student.name, elapsed, rss)
 
-        self.status.begin(student.name, "validating")
         limits = Limits(self.validate_s, self.limits.memory_bytes)
+        self.status.begin(student.name, "validating", limits)
         result.problem = validate(student, directory, limits, stop=self.stop, on_poll=poll)
         if not result.problem and not self.nodeids:
             result.problem = f"no selected claim uses {self.model_name}"
         if result.problem:
             self.status.end(student.name, f"not run: {result.problem}")
         else:
-            self.status.begin(student.name, "claims", directory / "pytest.log")
+            self.status.begin(student.name, "claims", self.limits, directory / "pytest.log")
             source = f"{self.model_name}={student.source}"
             run_session(
                 result, self.nodeids, directory, self.session_args, self.limits, model=source, stop=self.stop,
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     stop = threading.Event()
-    status = ClassStatus(len(students), jobs, student_s, limits, sys.stdout)
+    status = ClassStatus(len(students), jobs, student_s, sys.stdout)
     session_args = [*args.pytest_args, *session_threads(args.pytest_args, jobs, plan.workers, cores)]
     sessions = StudentSessions(nodeids, session_args, args.model_name, limits, validate_s, status, stop)
     notebook_dir = out / "notebook"

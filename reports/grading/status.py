@@ -31,7 +31,7 @@ def log_tail(path: Path | None) -> str:
             lines = f.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    return lines[-1].strip()[:100] if lines else ""
+    return lines[-1].strip("= \t")[:100] if lines else ""
 
 
 @dataclass
@@ -41,6 +41,7 @@ class Running:
     stage: str
     started: float
     log: Path | None
+    limits: Limits
     elapsed_s: float = 0.0
     rss: int = 0
 
@@ -48,8 +49,8 @@ class Running:
 class ClassStatus:
     """The class's progress, fed by the students' threads (`begin`, `poll`, `end`) and shown by a Live display."""
 
-    def __init__(self, total: int, jobs: int, expected_s: float, limits: Limits, stream: TextIO) -> None:
-        self.total, self.jobs, self.expected_s, self.limits = total, jobs, expected_s, limits
+    def __init__(self, total: int, jobs: int, expected_s: float, stream: TextIO) -> None:
+        self.total, self.jobs, self.expected_s = total, jobs, expected_s
         self.console = Console(file=stream)
         self.running: dict[str, Running] = {}
         self.session_s: list[float] = []  # wall times of the finished students' sessions
@@ -76,9 +77,10 @@ class ClassStatus:
         else:
             print(text, file=self.console.file, flush=True)
 
-    def begin(self, name: str, stage: str, log: Path | None = None) -> None:
+    def begin(self, name: str, stage: str, limits: Limits, log: Path | None = None) -> None:
+        """A session starts: `stage` (validating, claims) under `limits`, its log shown as it grows."""
         with self._lock:
-            self.running[name] = Running(stage, time.monotonic(), log)
+            self.running[name] = Running(stage, time.monotonic(), log, limits)
         if self._live is None:
             self.line(f"{name}: {stage} ...")
 
