@@ -119,6 +119,21 @@ class StudentSessions:
         return result
 
 
+def run_notebook(
+    directory: Path, nodeids: list[str], pytest_args: list[str], status: ClassStatus, stop: threading.Event
+) -> None:
+    """The notebook's session, first and alone, without limits (the suite's own code): its claims, the baseline
+    runs every student's claims then load, and the reference row."""
+    result = Result("notebook", reference=True)
+    status.begin("notebook", "claims", Limits(), directory / "pytest.log")
+    run_session(
+        result, nodeids, directory, pytest_args, Limits(), stop=stop,
+        on_poll=lambda elapsed, rss: status.poll("notebook", elapsed, rss),
+    )  # fmt: skip
+    result.save(directory)
+    status.end("notebook", f"done in {describe(result)}", student=False)
+
+
 def build_page(
     out: Path, notebook_dir: Path | None, student_dirs: list[Path], plan: ClassPlan, grading: dict
 ) -> list[Path]:
@@ -298,12 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Result] = {}
     try:
         with status:
-            # First and alone: the notebook's claims, and the baseline runs every student's claims load.
-            notebook = Result("notebook", reference=True)
-            status.begin("notebook", "claims", notebook_dir / "pytest.log")
-            run_session(notebook, [c.nodeid for c in plan.claims], notebook_dir, args.pytest_args, Limits(), stop=stop)
-            notebook.save(notebook_dir)
-            status.end("notebook", f"done in {describe(notebook)}", student=False)
+            run_notebook(notebook_dir, [c.nodeid for c in plan.claims], args.pytest_args, status, stop)
             with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="student") as pool:
                 futures = {pool.submit(sessions.grade, s, out / "students" / s.name): s for s in students}
                 try:
