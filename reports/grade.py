@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     eta = notebook_s + math.ceil(len(students) / jobs) * student_s
     print(
         f"{len(students)} students, {jobs} at once on {cores} cores{f' and {gpus} GPUs' if gpus else ''}; "
-        f"{len(nodeids)} claims per student, {len(plan.claims) - len(nodeids)} about the notebook's models only; "
+        f"{len(nodeids)} claim(s) per student, {len(plan.claims) - len(nodeids)} about the notebook's models only; "
         f"limits per student: {limits_text}"
     )
     print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -14,11 +15,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from rich.console import Console
 
 from reports import grade
 from reports.grading import folder, limits, page
 from reports.grading.claims import ClaimInfo, ClassPlan
 from reports.grading.sessions import Result
+from reports.grading.status import ClassStatus
 from reports.grading.table import ClassTable, read_row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,6 +87,29 @@ def test_default_jobs_and_each_sessions_threads() -> None:
     assert grade.session_threads(["-n", "2"], jobs=2, workers=2, cores=16) == ["--backend-threads", "4"]
     assert grade.session_threads([], jobs=1, workers=1, cores=2) == []  # alone: the session's own policy
     assert grade.session_threads(["--backend-threads", "3"], jobs=4, workers=1, cores=16) == []  # the user's choice
+
+
+def test_the_live_status_shows_each_running_session_and_the_classs_eta(tmp_path: Path) -> None:
+    log = tmp_path / "pytest.log"
+    log.write_text("collected 3 items\ntrained 1/3 improved_cnn@ab12 bs=64 ep=20 seed=0 in 71 s\n")
+    piped = io.StringIO()
+    status = ClassStatus(total=3, jobs=2, expected_s=100.0, stream=piped)
+    status.begin("alice", "claims", limits.Limits(600, 2**30), log)
+    status.poll("alice", 30.0, 2**29)
+    status.begin("bob", "validating", limits.Limits(300, 2**30))
+    assert status.eta_s() == (100 - 30 + 2 * 100) / 2  # alice's rest and two sessions to come, over 2 slots
+    screen = Console(file=io.StringIO(), width=160)
+    screen.print(status)
+    lines = screen.file.getvalue().splitlines()
+    assert lines[0].startswith("class: 0/3 students done, 2 running, ") and lines[0].endswith("ETA 2.2 min")
+    assert lines[1].split() == [
+        "alice", "claims", "30", "s", "/", "600", "s", "512", "MiB", "/", "1.0", "GiB", "trained", "1/3",
+        "improved_cnn@ab12", "bs=64", "ep=20", "seed=0", "in", "71", "s",
+    ]  # fmt: skip
+    assert lines[2].split()[:2] == ["bob", "validating"]
+    status.end("alice", "done in 90 s", session_s=90.0)
+    assert piped.getvalue().splitlines() == ["alice: claims ...", "bob: validating ...", "[1/3] alice: done in 90 s"]
+    assert status.eta_s() == (90 + 90) / 2  # the finished session's time is now the expectation
 
 
 # --- the limits ------------------------------------------------------------------------------
@@ -361,7 +387,7 @@ def test_a_class_with_a_builder_that_never_returns_and_one_that_eats_memory(tmp_
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "ignored README.md: not a submission" in printed and "5 students, 2 at once" in printed
-    assert "3 claims per student, 1 about the notebook's models only" in printed and "ETA" in printed
+    assert "3 claim(s) per student, 1 about the notebook's models only" in printed and "ETA" in printed
     assert "2 of 5 submissions checked" in printed
 
     rows = rows_of(out / "class.csv")

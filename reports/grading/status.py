@@ -115,10 +115,10 @@ class ClassStatus:
             style="bold",
         )
         table = Table(box=None, show_header=False, padding=(0, 2))
-        wall = f" / {self.limits.wall_s:.0f} s" if self.limits.wall_s else ""
-        memory = f" / {size_text(self.limits.memory_bytes)}" if self.limits.memory_bytes else ""
         with self._lock:
             running = dict(self.running)
         for name, r in running.items():
+            wall = f" / {r.limits.wall_s:.0f} s" if r.limits.wall_s else ""
+            memory = f" / {size_text(r.limits.memory_bytes)}" if r.limits.memory_bytes else ""
             table.add_row(name, r.stage, f"{r.elapsed_s:.0f} s{wall}", f"{size_text(r.rss)}{memory}", log_tail(r.log))
         return Group(head, table)
