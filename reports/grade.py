@@ -114,7 +114,7 @@ class StudentSessions:
                 result, self.nodeids, directory, self.session_args, self.limits, model=source, stop=self.stop,
                 on_poll=poll,
             )  # fmt: skip
-            self.status.end(student.name, f"done in {describe(result)}", result.wall_s)
+            self.status.end(student.name, describe(result), result.wall_s)
         result.save(directory)
         return result
 
@@ -131,7 +131,7 @@ def run_notebook(
         on_poll=lambda elapsed, rss: status.poll("notebook", elapsed, rss),
     )  # fmt: skip
     result.save(directory)
-    status.end("notebook", f"done in {describe(result)}", student=False)
+    status.end("notebook", describe(result), student=False)
 
 
 def build_page(
@@ -247,7 +247,8 @@ def merge(slices: list[Path], out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Grade the class (or merge slices); 0 once the page is written, whatever the verdicts; 2 on a usage error."""
+    """Grade the class (or merge slices); 0 once the page is written, whatever the verdicts; 2 on a usage error;
+    130 after Ctrl-C (the page then shows the students graded so far)."""
     args = parse(sys.argv[1:] if argv is None else list(argv))
     if args.merge:
         return merge(args.merge, args.out)
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     sessions = StudentSessions(nodeids, session_args, args.model_name, limits, validate_s, status, stop)
     notebook_dir = out / "notebook"
     results: dict[str, Result] = {}
+    interrupted = False
     try:
         with status:
             run_notebook(notebook_dir, [c.nodeid for c in plan.claims], args.pytest_args, status, stop)
@@ -324,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                     pool.shutdown(cancel_futures=True)
                     raise
     except KeyboardInterrupt:
+        interrupted = True
         print("interrupted: the running sessions are stopped; the page shows the students graded so far", flush=True)
     for s in students:
         if s.name not in results:
@@ -335,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{checked} of {len(students)} submissions checked")
     for path in paths:
         print(path)
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":

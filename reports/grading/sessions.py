@@ -139,9 +139,7 @@ def run_session(
 
 
 def describe(result: Result) -> str:
-    """One line for the terminal: time, peak memory, and the problem if any."""
-    parts = [f"{result.wall_s:.0f} s" if result.wall_s is not None else ""]
-    if result.peak_bytes:
-        parts.append(f"peak {size_text(result.peak_bytes)}")
-    text = ", ".join(p for p in parts if p)
-    return f"{text}; {result.problem}" if result.problem else text
+    """One line for the terminal: done in how long, or what stopped it; the peak memory."""
+    peak = f", peak {size_text(result.peak_bytes)}" if result.peak_bytes else ""
+    done = result.problem or f"done in {result.wall_s:.0f} s"
+    return done + peak
