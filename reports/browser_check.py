@@ -1,6 +1,6 @@
 """Open a built report in headless Chromium: every image must load and the console must stay clean.
 
-Usage: python -m reports.browser_check REPORT_DIR [--screenshot PATH]
+Usage: python -m reports.browser_check REPORT_DIR [--page index.html] [--screenshot PATH]
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ ARGS = [
 ]
 
 
-def check(report_dir: Path, screenshot: Path) -> list[str]:
-    """Load report_dir/index.html, save a full-page screenshot, and return the problems found (empty if none)."""
+def check(report_dir: Path, screenshot: Path, page_name: str = "index.html") -> list[str]:
+    """Load report_dir/PAGE_NAME, save a full-page screenshot, and return the problems found (empty if none)."""
     try:
         from playwright.sync_api import sync_playwright  # optional dependency, only needed here
     except ImportError:
         return ["playwright is not installed (pip install playwright; never `playwright install`)"]
-    index = (report_dir / "index.html").resolve()
+    index = (report_dir / page_name).resolve()
     if not Path(CHROMIUM).is_file():
         return [f"{CHROMIUM} not found (apt-get install chromium)"]
     if not index.is_file():
@@ -64,14 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the check; exit 1 listing the problems, 0 when the page is fine."""
     parser = argparse.ArgumentParser(prog="python -m reports.browser_check", description=__doc__.splitlines()[0])
     parser.add_argument("report_dir", type=Path)
+    parser.add_argument("--page", default="index.html", help="the page to open (class.html: the class table)")
     parser.add_argument("--screenshot", type=Path, help="where to save the PNG (default: REPORT_DIR/screenshot.png)")
     args = parser.parse_args(argv)
     screenshot = args.screenshot or args.report_dir / "screenshot.png"
-    problems = check(args.report_dir, screenshot)
+    problems = check(args.report_dir, screenshot, args.page)
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     print(
-        f"{'FAILED' if problems else 'ok'}: {args.report_dir / 'index.html'} ({len(problems)} problems); "
+        f"{'FAILED' if problems else 'ok'}: {args.report_dir / args.page} ({len(problems)} problems); "
         f"screenshot {screenshot}"
     )
     return 1 if problems else 0

@@ -1,197 +1,344 @@
-"""`python -m reports.grade SUBMISSIONS_DIR --out DIR -- [pytest options]`: check every student's model.
+"""`python -m reports.grade SUBMISSIONS --out DIR -- [pytest options]`: check a whole class of students' models.
 
-One `.py` (with a function `build`) or `.keras` per student, the file's stem the student's name. Each
-submission is validated first (a broken one gets a row that says why and is not run); each good one
-replaces the notebook's model for one `pytest claims` session of its own (evidence in
-DIR/students/NAME/, the notebook's runs shared through the runs cache). Writes DIR/class.html,
-DIR/class.md and DIR/class.csv: one row per student, one column per claim, verdict and headline.
+One `NAME.py` (with a function `build`) or `NAME.keras` per student; other files are ignored. The claims
+about the notebook's own models run once, in the notebook's session, which also trains the baseline runs
+the students' claims compare against (shared through the runs cache) and gives the reference row. Then
+each student, K at a time (`-j`): the submission is validated in a child process, and the claims that use
+the replaced model run in a pytest session of the student's own, each under a wall-time and a memory limit
+that end only that student's session. Writes DIR/class.html (with figures), DIR/class.md, DIR/class.csv.
+
+`--shard I/N` grades the I-th of N slices of the folder (one job of a CI matrix or a Slurm array);
+`python -m reports.grade --merge DIR... --out DIR` builds one class page from the slices' outputs.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
+import concurrent.futures
+import json
+import math
+import shutil
 import subprocess
 import sys
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports import matrix
-from reports.evidence import EvidenceError, load
+import psutil
 
-REPO = Path(__file__).resolve().parent.parent
-SUFFIXES = (".py", ".keras")
+from fixtures.backend import cpu_cores
+from reports.grading import page
+from reports.grading.claims import ClassPlan, collect
+from reports.grading.folder import FolderError, Student, find_students, parse_shard, shard
+from reports.grading.limits import Limits, parse_size, size_text
+from reports.grading.sessions import REPO, VALIDATE_S, Result, child_env, describe, run_session, validate
+from reports.grading.status import ClassStatus
+from reports.grading.table import ClassTable, read_row
+
+PLAN_FILE = "class-plan.json"
+GRADING_FILE = "grading.json"
+OWN_OPTIONS = ("--model", "--claims-evidence", "--junitxml", "--junit-xml")
+SESSION_OVERHEAD_S = 60.0
+"""A session's time besides training (start-up, data, the claims' own measurements), for the ETA."""
+TIMEOUT_BASE_S = 600.0
+TIMEOUT_FACTOR = 4.0
+"""Default wall-time limit of a student's session: TIMEOUT_BASE_S plus this many times its planned training
+time (cost model), so it scales with seeds, epochs and the model's measured speed."""
+MEMORY_SHARE = 0.8
+"""Default memory limit: this share of the machine's memory, divided among the sessions that run at once."""
+
+
+def gpu_count() -> int:
+    """NVIDIA GPUs `nvidia-smi -L` lists (0 without the tool), counted without importing a backend."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.splitlines())
+
+
+def default_jobs(cores: int, workers: int, gpus: int) -> int:
+    """Students at once: on CPUs one session per 2 cores per xdist worker (each worker keeps 2 threads or more);
+    with GPUs two sessions per GPU (a student's small CNN leaves a card mostly idle; memory grows on demand),
+    at most one worker per core."""
+    workers = max(1, workers)
+    return max(1, cores // (2 * workers)) if not gpus else max(1, min(2 * gpus, cores // workers))
+
+
+def session_threads(pytest_args: list[str], jobs: int, workers: int, cores: int) -> list[str]:
+    """`--backend-threads T` for a student's session, T = max(1, cores // (jobs x workers)): the xdist workers'
+    thread policy over all the sessions that run at once. Nothing when one runs at a time or the options choose."""
+    if jobs <= 1 or any(a.startswith("--backend-threads") for a in pytest_args):
+        return []
+    return ["--backend-threads", str(max(1, cores // (jobs * max(1, workers))))]
+
+
+def expected_session_s(training_s: float, workers: int) -> float:
+    """A session's expected wall time by the cost model: its training over its workers, plus the overhead."""
+    return SESSION_OVERHEAD_S + training_s / max(1, workers)
 
 
 @dataclass
-class Student:
-    """One submission and what became of it."""
+class StudentSessions:
+    """What every student's grading shares: the claims to run, the session options, the limits, the display."""
 
-    name: str
-    path: Path
-    problem: str = ""  # why it was not checked, or why its session left no evidence
-    wall_s: float | None = None
+    nodeids: list[str]
+    session_args: list[str]
+    model_name: str
+    limits: Limits
+    validate_s: float
+    status: ClassStatus
+    stop: threading.Event
 
-    @property
-    def source(self) -> str:
-        """The --model SOURCE: `file.py:build` or `file.keras`."""
-        return f"{self.path}:build" if self.path.suffix == ".py" else str(self.path)
+    def grade(self, student: Student, directory: Path) -> Result:
+        """Validate one submission (the memory limit, `validate_s` of wall time), then run its session under the
+        limits; save and return what became of it."""
+        result = Result(student.name, student.path.name, str(student.path))
 
+        def poll(elapsed: float, rss: int) -> None:
+            self.status.poll(student.name, elapsed, rss)
 
-def find_students(directory: Path) -> list[Student]:
-    """Every visible file in `directory`, sorted; other suffixes get a row saying what a submission is."""
-    students = []
-    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
-        student = Student(path.stem, path.resolve())
-        if path.suffix not in SUFFIXES:
-            student.problem = f"{path.name}: not a submission; hand in NAME.py (with a function build) or NAME.keras"
-        students.append(student)
-    stems = [s.name for s in students]
-    for s in students:
-        if stems.count(s.name) > 1:
-            s.name = s.path.name  # alice.py and alice.keras: keep both rows apart
-    return students
-
-
-def validate(student: Student) -> None:
-    """Load and check the submission as `--model` will; record its one-line problem, if any."""
-    from fixtures.submissions import SubmissionError
-    from fixtures.submissions import load as load_submission
-
-    try:
-        load_submission(student.source)
-    except SubmissionError as e:
-        student.problem = str(e)
+        limits = Limits(self.validate_s, self.limits.memory_bytes)
+        self.status.begin(student.name, "validating", limits)
+        result.problem = validate(student, directory, limits, stop=self.stop, on_poll=poll)
+        if not result.problem and not self.nodeids:
+            result.problem = f"no selected claim uses {self.model_name}"
+        if result.problem:
+            self.status.end(student.name, f"not run: {result.problem}")
+        else:
+            self.status.begin(student.name, "claims", self.limits, directory / "pytest.log")
+            source = f"{self.model_name}={student.source}"
+            run_session(
+                result, self.nodeids, directory, self.session_args, self.limits, model=source, stop=self.stop,
+                on_poll=poll,
+            )  # fmt: skip
+            self.status.end(student.name, describe(result), result.wall_s)
+        result.save(directory)
+        return result
 
 
-def run_claims(student: Student, model_name: str, evidence: Path, pytest_args: list[str]) -> None:
-    """One `pytest claims` session with the student's model; its output goes to evidence/pytest.log."""
-    evidence.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "claims",
-        "--model",
-        f"{model_name}={student.source}",
-        "--claims-evidence",
-        str(evidence),
-        "--fresh-evidence",
-        "-rsx",
-        *pytest_args,
-    ]
-    start = time.perf_counter()
-    with open(evidence / "pytest.log", "w") as log:
-        log.write(" ".join(command) + "\n")
-        log.flush()
-        result = subprocess.run(
-            command,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
-        )
-    student.wall_s = time.perf_counter() - start
-    if result.returncode not in (0, 1):  # 1: some claim refuted; anything else: the session itself went wrong
-        lines = (evidence / "pytest.log").read_text(errors="replace").strip().splitlines()
-        student.problem = (
-            f"pytest exited {result.returncode}: {lines[-1] if lines else 'no output'} (see {evidence / 'pytest.log'})"
-        )
+def run_notebook(
+    directory: Path, nodeids: list[str], pytest_args: list[str], status: ClassStatus, stop: threading.Event
+) -> None:
+    """The notebook's session, first and alone, without limits (the suite's own code): its claims, the baseline
+    runs every student's claims then load, and the reference row."""
+    result = Result("notebook", reference=True)
+    status.begin("notebook", "claims", Limits(), directory / "pytest.log")
+    run_session(
+        result, nodeids, directory, pytest_args, Limits(), stop=stop,
+        on_poll=lambda elapsed, rss: status.poll("notebook", elapsed, rss),
+    )  # fmt: skip
+    result.save(directory)
+    status.end("notebook", describe(result), student=False)
 
 
-def column(student: Student, evidence: Path) -> matrix.Column:
-    """The student's row of the class table: their evidence, or the reason there is none."""
-    label = student.name if student.wall_s is None else f"{student.name} ({student.wall_s:.0f} s)"
-    if student.problem:
-        return matrix.Column(label, None, student.problem)
-    try:
-        return matrix.Column(label, load(evidence))
-    except EvidenceError as e:
-        return matrix.Column(label, None, f"no evidence: {e}")
+def build_page(
+    out: Path, notebook_dir: Path | None, student_dirs: list[Path], plan: ClassPlan, grading: dict
+) -> list[Path]:
+    """The class page from the session directories: a whole class, or the slices of one merged."""
+    model_name = grading["model_name"]
+    claims, notebook_claims = plan.of_student(model_name), plan.of_notebook(model_name)
+    notebook = None
+    if notebook_dir is not None and (notebook_dir / "session.json").is_file():
+        notebook = read_row(notebook_dir, [*notebook_claims, *claims])
+    students = sorted((read_row(d, claims) for d in student_dirs), key=lambda row: row.result.name)
+    table = ClassTable(notebook, notebook_claims, students, claims)
+    intro = (
+        f"Each student's model replaced the notebook's {model_name} in a pytest session of its own, which ran "
+        f"the {len(claims)} claim(s) that use it; the {len(notebook_claims)} claim(s) about the notebook's own "
+        f"models ran once. Profile {plan.profile}, {plan.seeds} seed(s); pytest options: "
+        f"{' '.join(grading['pytest_args']) or 'none'}; limits per student: {grading['limits']}. Time: the "
+        "session's wall time. Hover a cell or follow its number for the reason of a not-applicable, errored "
+        "or not-evidence cell."
+    )
+    return page.write(table, out, "Class table", intro)
 
 
-def write_csv(path: Path, students: list[Student], cols: list[matrix.Column], table: list[matrix.Row]) -> None:
-    """One row per student: name, file, wall time, problem, then each claim's verdict and headline."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            [
-                "student",
-                "file",
-                "wall_s",
-                "problem",
-                *(f"{r.claim_id} {part}" for r in table for part in ("verdict", "headline")),
-            ]
-        )
-        for j, (student, col) in enumerate(zip(students, cols, strict=True)):
-            cells = [v for r in table for v in (("", "") if col.note else (r.cells[j].verdict, r.cells[j].headline))]
-            writer.writerow(
-                [
-                    student.name,
-                    student.path.name,
-                    "" if student.wall_s is None else f"{student.wall_s:.1f}",
-                    col.note,
-                    *cells,
-                ]
-            )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Check the class; 0 once the table is written (whatever the verdicts), 2 without submissions."""
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The grader's own options (before --) and the pytest options (after)."""
     parser = argparse.ArgumentParser(
         prog="python -m reports.grade", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("submissions", type=Path, help="directory with one NAME.py or NAME.keras per student")
-    parser.add_argument("--out", type=Path, required=True, help="where class.html/.md/.csv and students/ go")
+    parser.add_argument("submissions", type=Path, nargs="?", help="folder with one NAME.py or NAME.keras per student")
+    parser.add_argument("--out", type=Path, required=True, help="where class.html/.md/.csv and the sessions go")
     parser.add_argument(
         "--model-name",
         default="improved_cnn",
         choices=["improved_cnn", "basic_cnn", "mlp"],
         help="the notebook's model each submission replaces (default: improved_cnn)",
     )
-    parser.epilog = "Options after -- go to each student's pytest session, e.g. -- --seeds 1 -n 2 --claims-cache DIR"
-    argv = sys.argv[1:] if argv is None else list(argv)
+    parser.add_argument("-j", "--jobs", type=int, help="students graded at once (default: from the cores and GPUs)")
+    parser.add_argument(
+        "--student-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"wall-time limit of a student's session (default: {TIMEOUT_BASE_S:.0f} s + {TIMEOUT_FACTOR:g} x its "
+        "planned training time)",
+    )
+    parser.add_argument(
+        "--validate-timeout",
+        type=float,
+        default=VALIDATE_S,
+        metavar="SECONDS",
+        help=f"wall-time limit of validating a submission, before its session (default {VALIDATE_S:.0f} s)",
+    )
+    parser.add_argument(
+        "--student-memory",
+        type=parse_size,
+        metavar="SIZE",
+        help=f"memory limit of a student's processes, e.g. 6G (default: {MEMORY_SHARE:.0%} of the machine's "
+        "memory over the students graded at once)",
+    )
+    parser.add_argument("--shard", type=shard_option, metavar="I/N", help="grade only the I-th of N slices")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="DIR", help="merge graded slices into --out")
+    parser.epilog = "Options after -- go to every pytest session, e.g. -- --seeds 3 -n 1 --claims-cache DIR"
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     args.pytest_args = argv[split + 1 :]
+    if args.merge and (args.submissions or args.shard):
+        parser.error("--merge takes graded slices only: no SUBMISSIONS folder or --shard with it")
+    if not args.merge and args.submissions is None:
+        parser.error("give the folder of submissions (or --merge DIR...)")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("-j must be at least 1")
+    if own := [a for a in args.pytest_args if a.split("=")[0] in OWN_OPTIONS]:
+        parser.error(f"the grader sets {', '.join(own)} itself for every session; leave it out after --")
+    return args
+
+
+def shard_option(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def merge(slices: list[Path], out: Path) -> int:
+    """One class page from graded slices: their students' sessions, the first slice's notebook session."""
+    plans, gradings, student_dirs = [], [], {}
+    for directory in slices:
+        try:
+            plans.append(ClassPlan.read(directory / PLAN_FILE))
+            gradings.append(json.loads((directory / GRADING_FILE).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"error: {directory} is not a graded class or slice ({e})", file=sys.stderr)
+            return 2
+        for d in sorted((directory / "students").glob("*/session.json")):
+            name = d.parent.name
+            if name in student_dirs:
+                print(f"error: {name} is in both {student_dirs[name].parent.parent} and {directory}", file=sys.stderr)
+                return 2
+            student_dirs[name] = d.parent
+    different = [str(d) for d, p, g in zip(slices, plans, gradings, strict=True) if (p, g) != (plans[0], gradings[0])]
+    if different:
+        print(
+            f"error: {', '.join(different)} graded other claims or options than {slices[0]}; merge slices of one "
+            "grading only",
+            file=sys.stderr,
+        )
+        return 2
+    paths = build_page(out, slices[0] / "notebook", list(student_dirs.values()), plans[0], gradings[0])
+    print(f"merged {len(slices)} slices: {len(student_dirs)} students")
+    for path in paths:
+        print(path.resolve())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Grade the class (or merge slices); 0 once the page is written, whatever the verdicts; 2 on a usage error;
+    130 after Ctrl-C (the page then shows the students graded so far)."""
+    args = parse(sys.argv[1:] if argv is None else list(argv))
+    if args.merge:
+        return merge(args.merge, args.out)
     if not args.submissions.is_dir():
         print(f"error: {args.submissions} is not a directory; give the folder of submissions", file=sys.stderr)
         return 2
-    students = find_students(args.submissions)
+    try:
+        students, ignored = find_students(args.submissions)
+    except FolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for line in ignored:
+        print(line)
     if not students:
         print(
             f"error: {args.submissions} holds no submissions; put one NAME.py or NAME.keras per student in it",
             file=sys.stderr,
         )
         return 2
-    evidence = {s.name: (args.out / "students" / s.name).resolve() for s in students}
-    for number, student in enumerate(students, 1):
-        prefix = f"[{number}/{len(students)}] {student.name}:"
-        if not student.problem:
-            validate(student)
-        if student.problem:
-            print(f"{prefix} not run: {student.problem}", flush=True)
-            continue
-        print(f"{prefix} running the claims ...", flush=True)
-        run_claims(student, args.model_name, evidence[student.name], args.pytest_args)
-        print(
-            f"{prefix} done in {student.wall_s:.0f} s" + (f"; {student.problem}" if student.problem else ""), flush=True
-        )
-    cols = [column(s, evidence[s.name]) for s in students]
-    checked = sum(not c.note for c in cols)
-    intro = (
-        f"Each student's model replaced the notebook's {args.model_name} for one pytest session "
-        f"(pytest options: {' '.join(args.pytest_args) or 'none'}); the time is that session's wall time. "
-        "absent: the claim did not apply to that model (its pytest.log names why) or was not selected."
+    whole = len(students)
+    if args.shard:
+        students = shard(students, *args.shard)
+        print(f"slice {args.shard[0]}/{args.shard[1]}: {len(students)} of the {whole} students")
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        plan = collect(args.pytest_args, out / PLAN_FILE, REPO, child_env())
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    cores, gpus = cpu_cores(), gpu_count()
+    jobs = args.jobs or default_jobs(cores, plan.workers, gpus)
+    jobs = min(jobs, max(1, len(students)))
+    training_s = plan.student_cost_s(args.model_name)
+    timeout = args.student_timeout or TIMEOUT_BASE_S + TIMEOUT_FACTOR * training_s / max(1, plan.workers)
+    memory = args.student_memory or int(MEMORY_SHARE * psutil.virtual_memory().total / jobs)
+    limits = Limits(timeout, memory)
+    validate_s = min(timeout, args.validate_timeout)
+    limits_text = f"{timeout:.0f} s wall time ({validate_s:.0f} s to validate), {size_text(memory)} memory"
+    grading = {"model_name": args.model_name, "pytest_args": args.pytest_args, "limits": limits_text}
+    (out / GRADING_FILE).write_text(json.dumps(grading, indent=1))
+    nodeids = [c.nodeid for c in plan.of_student(args.model_name)]
+    student_s = expected_session_s(training_s, plan.workers)
+    notebook_s = expected_session_s(plan.baseline_cost_s(), plan.workers)
+    eta = notebook_s + math.ceil(len(students) / jobs) * student_s
+    print(
+        f"{len(students)} students, {jobs} at once on {cores} cores{f' and {gpus} GPUs' if gpus else ''}; "
+        f"{len(nodeids)} claim(s) per student, {len(plan.claims) - len(nodeids)} about the notebook's models only; "
+        f"limits per student: {limits_text}"
     )
-    html, md = matrix.build(cols, args.out, name="class", title="Class table", transposed=True, intro=intro)
-    write_csv(args.out / "class.csv", students, cols, matrix.rows(cols, compare=False))
+    print(
+        f"ETA {eta / 60:.0f} min by the cost model: the notebook's session ~{notebook_s / 60:.0f} min, then each "
+        f"student's ~{student_s / 60:.0f} min ({training_s / 60:.0f} min of training)",
+        flush=True,
+    )
+
+    stop = threading.Event()
+    status = ClassStatus(len(students), jobs, student_s, sys.stdout)
+    session_args = [*args.pytest_args, *session_threads(args.pytest_args, jobs, plan.workers, cores)]
+    sessions = StudentSessions(nodeids, session_args, args.model_name, limits, validate_s, status, stop)
+    notebook_dir = out / "notebook"
+    results: dict[str, Result] = {}
+    interrupted = False
+    try:
+        with status:
+            run_notebook(notebook_dir, [c.nodeid for c in plan.claims], args.pytest_args, status, stop)
+            with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="student") as pool:
+                futures = {pool.submit(sessions.grade, s, out / "students" / s.name): s for s in students}
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        results[futures[future].name] = future.result()
+                except KeyboardInterrupt:
+                    stop.set()  # before the pool waits for its threads: their sessions end now
+                    pool.shutdown(cancel_futures=True)
+                    raise
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted: the running sessions are stopped; the page shows the students graded so far", flush=True)
+    for s in students:
+        if s.name not in results:
+            Result(s.name, s.path.name, str(s.path), problem="not graded: the grading was interrupted").save(
+                out / "students" / s.name
+            )
+    paths = build_page(out, notebook_dir, [out / "students" / s.name for s in students], plan, grading)
+    checked = sum(not r.problem for r in results.values())
     print(f"{checked} of {len(students)} submissions checked")
-    for path in (html, md, args.out / "class.csv"):
-        print(path.resolve())
-    return 0
+    for path in paths:
+        print(path)
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,4 @@
-"""The verdict matrix: one row per claim, one column per evidence file (a backend, a release, a device).
-
-Transposed (`build(..., transposed=True)`), the same cells make the class table of `reports.grade`: one
-row per student's evidence file, one column per claim.
-"""
+"""The verdict matrix: one row per claim, one column per evidence file (a backend, a release, a device)."""
 
 from __future__ import annotations
 
@@ -23,7 +19,6 @@ BACKEND_LIBRARY = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 class Column:
     label: str
     evidence: Evidence | None
-    note: str = ""  # why there is no evidence (e.g. a broken submission), shown instead of its cells
 
 
 @dataclass
@@ -89,9 +84,9 @@ def headline_text(claim: dict | None) -> str:
     return f"{h.get('name', '')} mean {num(sum(values) / len(values))} (n = {len(values)})"
 
 
-def rows(cols: list[Column], compare: bool = True) -> list[Row]:
-    """One row per claim in any column, in the first column's order, then the others'; with `compare`,
-    each cell is set against the first column's (verdict differs, Welch test of the headline values)."""
+def rows(cols: list[Column]) -> list[Row]:
+    """One row per claim in any column, in the first column's order, then the others'; each cell is set
+    against the first column's (verdict differs, Welch test of the headline values)."""
     ids = list(dict.fromkeys(c["id"] for col in cols if col.evidence for c in col.evidence.claims))
     out = []
     for cid in ids:
@@ -103,8 +98,8 @@ def rows(cols: list[Column], compare: bool = True) -> list[Row]:
                 v,
                 headline_text(c),
                 bool(c) and col.evidence.is_older(c),
-                compare and v != verdicts[0],
-                None if i == 0 or not compare else twosample.headline_test(claims[0], c),
+                v != verdicts[0],
+                None if i == 0 else twosample.headline_test(claims[0], c),
             )
             for i, (col, c, v) in enumerate(zip(cols, claims, verdicts, strict=True))
         ]
@@ -122,23 +117,8 @@ def cell_markdown(cell: Cell) -> str:
     return text.replace("|", "/")
 
 
-def markdown(
-    cols: list[Column], table: list[Row], title: str = "Verdict matrix", transposed: bool = False, intro: str = ""
-) -> str:
-    """The matrix as a Markdown table, for CI logs and job summaries; transposed: one row per column."""
-    if transposed:
-        lines = [
-            f"# {title}",
-            "",
-            intro,
-            "",
-            "| | " + " | ".join(r.claim_id for r in table) + " |",
-            "|---" * (len(table) + 1) + "|",
-        ]
-        for j, col in enumerate(cols):
-            cells = [col.note.replace("|", "/")] if col.note else [cell_markdown(r.cells[j]) for r in table]
-            lines.append(f"| {col.label.replace('|', '/')} | " + " | ".join(cells) + " |")
-        return "\n".join(lines + [""])
+def markdown(cols: list[Column], table: list[Row]) -> str:
+    """The matrix as a Markdown table, for CI logs and job summaries."""
     lines = [
         "# Verdict matrix",
         "",
@@ -161,19 +141,10 @@ def markdown(
     return "\n".join(lines)
 
 
-def build(
-    cols: list[Column],
-    out: Path,
-    *,
-    name: str = "matrix",
-    title: str = "Verdict matrix",
-    transposed: bool = False,
-    intro: str = "",
-) -> tuple[Path, Path]:
-    """Write out/NAME.html and out/NAME.md; return both paths. Transposed (the class table): one row per
-    column's evidence, one column per claim, cells not compared with the first column's."""
+def build(cols: list[Column], out: Path) -> tuple[Path, Path]:
+    """Write out/matrix.html and out/matrix.md; return both paths."""
     out.mkdir(parents=True, exist_ok=True)
-    table = rows(cols, compare=not transposed)
+    table = rows(cols)
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=True,
@@ -186,11 +157,8 @@ def build(
         rows=table,
         rule=twosample.RULE,
         differing=sum(r.differs for r in table),
-        title=title,
-        transposed=transposed,
-        intro=intro,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    (out / f"{name}.html").write_text(html, encoding="utf-8")
-    (out / f"{name}.md").write_text(markdown(cols, table, title, transposed, intro), encoding="utf-8")
-    return out / f"{name}.html", out / f"{name}.md"
+    (out / "matrix.html").write_text(html, encoding="utf-8")
+    (out / "matrix.md").write_text(markdown(cols, table), encoding="utf-8")
+    return out / "matrix.html", out / "matrix.md"

@@ -1,139 +1,454 @@
-"""The class command: a directory of submissions -> one pytest session per good one -> the class table and CSV."""
+"""The class command: the folder and its slices, the limits, the claims' split, the table, and real classes."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
+import psutil
 import pytest
+from rich.console import Console
 
-from reports import grade, matrix
-from tests.planted import make_evidence, write
+from reports import grade
+from reports.grading import folder, limits, page
+from reports.grading.claims import ClaimInfo, ClassPlan
+from reports.grading.sessions import Result
+from reports.grading.status import ClassStatus
+from reports.grading.table import ClassTable, read_row
 
 REPO = Path(__file__).resolve().parent.parent
-GOOD = REPO / "tests" / "students" / "good.py"
+STUDENTS = REPO / "tests" / "students"
 MNIST = REPO / os.environ.get("MNIST_DIR", "../shared/data/mnist")  # an absolute MNIST_DIR wins
 
+# --- the folder ------------------------------------------------------------------------------
 
-def test_find_students_names_rows_and_flags_other_files(tmp_path: Path) -> None:
-    for name in ("bob.keras", "alice.py", "alice.keras", "notes.txt", ".hidden.py"):
+
+def test_other_files_are_ignored_with_one_line_each(tmp_path: Path) -> None:
+    for name in ("bob.keras", "alice.py", "README.md", "marks.csv", ".hidden.py"):
         (tmp_path / name).write_text("")
-    students = {s.name: s for s in grade.find_students(tmp_path)}
-    assert sorted(students) == ["alice.keras", "alice.py", "bob", "notes"]
-    assert students["alice.py"].source == f"{tmp_path / 'alice.py'}:build" and students["bob"].source == str(
-        tmp_path / "bob.keras"
-    )
-    assert (
-        students["notes"].problem
-        == "notes.txt: not a submission; hand in NAME.py (with a function build) or NAME.keras"
-    )
+    (tmp_path / "old").mkdir()
+    students, ignored = folder.find_students(tmp_path)
+    assert [(s.name, s.path.name) for s in students] == [("alice", "alice.py"), ("bob", "bob.keras")]
+    assert students[0].source == f"{tmp_path / 'alice.py'}:build" and students[1].source == str(tmp_path / "bob.keras")
+    assert [line.split(":")[0] for line in ignored] == ["ignored README.md", "ignored marks.csv", "ignored old"]
+    assert "a submission is NAME.py with a function build, or NAME.keras" in ignored[0]
+
+
+def test_two_submissions_of_one_student_are_an_error_naming_both(tmp_path: Path, capsys) -> None:
+    for name in ("alice.py", "alice.keras", "bob.py"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(folder.FolderError, match=r"^alice.keras and alice.py are both alice's"):
+        folder.find_students(tmp_path)
+    assert grade.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "alice.keras and alice.py are both alice's; keep one submission per student" in capsys.readouterr().err
 
 
 def test_no_submissions_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "README.md").write_text("")
     assert grade.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
-    assert "holds no submissions" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "holds no submissions" in captured.err and "ignored README.md" in captured.out
 
 
-def test_class_table_is_the_matrix_transposed(tmp_path: Path) -> None:
-    """Rows are students, columns claims, cells the matrix's cells; a broken submission's row is its reason."""
-    data, arrays = make_evidence()
-    alice = write(tmp_path / "alice", data, arrays)
-    keep = {"improved-99", "pooling-maps"}
-    bob_data = {**data, "claims": [c for c in data["claims"] if c["id"] in keep]}
-    bob = write(tmp_path / "bob", bob_data, {})
-    students = [
-        grade.Student("alice", tmp_path / "alice.py", wall_s=12.3),
-        grade.Student("bob", tmp_path / "bob.keras"),
-        grade.Student("carol", tmp_path / "carol.py", problem="carol.py: no such file; check the path"),
-    ]
-    cols = [grade.column(students[0], alice), grade.column(students[1], bob), grade.column(students[2], tmp_path)]
-    assert [c.label for c in cols] == ["alice (12 s)", "bob", "carol"] and cols[2].note.startswith("carol.py: no such")
-    html, md = matrix.build(cols, tmp_path / "out", name="class", title="Class table", transposed=True, intro="x")
-    table = matrix.rows(cols, compare=False)
-    assert not any(cell.differs or cell.test for row in table for cell in row.cells)
-    grade.write_csv(tmp_path / "class.csv", students, cols, table)
-    with open(tmp_path / "class.csv", newline="") as f:
-        rows = {r["student"]: r for r in csv.DictReader(f)}
-    expected = {c["id"]: c for c in data["claims"]}["improved-99"]
-    assert rows["alice"]["improved-99 verdict"] == expected["verdict"] == rows["bob"]["improved-99 verdict"]
-    assert rows["bob"]["arch-basic-param-counts verdict"] == "absent" and rows["alice"]["wall_s"] == "12.3"
-    assert (
-        rows["carol"]["problem"] == "carol.py: no such file; check the path"
-        and rows["carol"]["improved-99 verdict"] == ""
+def test_shards_partition_the_class_deterministically() -> None:
+    students = [folder.Student(f"s{i:02d}", Path(f"s{i:02d}.py")) for i in range(11)]
+    slices = [folder.shard(students, i, 3) for i in (1, 2, 3)]
+    assert sorted(s.name for part in slices for s in part) == [s.name for s in students]  # each student once
+    assert [len(part) for part in slices] == [4, 4, 3] and slices == [folder.shard(students, i, 3) for i in (1, 2, 3)]
+    assert folder.parse_shard("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "2", "a/b"):
+        with pytest.raises(ValueError, match="--shard takes I/N"):
+            folder.parse_shard(bad)
+
+
+def test_the_grader_refuses_options_it_sets_itself(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        grade.parse([str(tmp_path), "--out", "x", "--", "--claims-evidence", "elsewhere"])
+    with pytest.raises(SystemExit):
+        grade.parse(["--merge", "a", "--shard", "1/2", "--out", "x"])
+
+
+# --- parallel sessions: jobs and threads -----------------------------------------------------
+
+
+def test_default_jobs_and_each_sessions_threads() -> None:
+    assert grade.default_jobs(cores=2, workers=1, gpus=0) == 1  # a 2-core laptop: one student at a time
+    assert grade.default_jobs(cores=16, workers=2, gpus=0) == 4
+    assert grade.default_jobs(cores=16, workers=1, gpus=1) == 2 and grade.default_jobs(8, 4, 4) == 2
+    assert grade.session_threads([], jobs=2, workers=1, cores=2) == ["--backend-threads", "1"]
+    assert grade.session_threads(["-n", "2"], jobs=2, workers=2, cores=16) == ["--backend-threads", "4"]
+    assert grade.session_threads([], jobs=1, workers=1, cores=2) == []  # alone: the session's own policy
+    assert grade.session_threads(["--backend-threads", "3"], jobs=4, workers=1, cores=16) == []  # the user's choice
+
+
+def test_the_live_status_shows_each_running_session_and_the_classs_eta(tmp_path: Path) -> None:
+    log = tmp_path / "pytest.log"
+    log.write_text("collected 3 items\ntrained 1/3 improved_cnn@ab12 bs=64 ep=20 seed=0 in 71 s\n")
+    piped = io.StringIO()
+    status = ClassStatus(total=3, jobs=2, expected_s=100.0, stream=piped)
+    status.begin("alice", "claims", limits.Limits(600, 2**30), log)
+    status.poll("alice", 30.0, 2**29)
+    status.begin("bob", "validating", limits.Limits(300, 2**30))
+    assert status.eta_s() == (100 - 30 + 2 * 100) / 2  # alice's rest and two sessions to come, over 2 slots
+    screen = Console(file=io.StringIO(), width=160)
+    screen.print(status)
+    lines = screen.file.getvalue().splitlines()
+    assert lines[0].startswith("class: 0/3 students done, 2 running, ") and lines[0].endswith("ETA 2.2 min")
+    assert lines[1].split() == [
+        "alice", "claims", "30", "s", "/", "600", "s", "512", "MiB", "/", "1.0", "GiB", "trained", "1/3",
+        "improved_cnn@ab12", "bs=64", "ep=20", "seed=0", "in", "71", "s",
+    ]  # fmt: skip
+    assert lines[2].split()[:2] == ["bob", "validating"]
+    status.end("alice", "done in 90 s", session_s=90.0)
+    assert piped.getvalue().splitlines() == ["alice: claims ...", "bob: validating ...", "[1/3] alice: done in 90 s"]
+    assert status.eta_s() == (90 + 90) / 2  # the finished session's time is now the expectation
+
+
+# --- the limits ------------------------------------------------------------------------------
+
+
+def test_a_child_past_its_wall_time_is_ended_and_says_so() -> None:
+    start = time.monotonic()
+    outcome = limits.run_limited([sys.executable, "-c", "while True: pass"], limits.Limits(wall_s=2))
+    assert outcome.limit == "wall-time limit 2 s" and outcome.returncode != 0
+    assert 2 <= outcome.wall_s < 2 + limits.TERM_GRACE_S + 3 and time.monotonic() - start < 15
+
+
+def test_memory_is_measured_over_the_whole_session_and_ends_all_of_it(tmp_path: Path) -> None:
+    """The allocation is in a grandchild that left the child's process group: it is measured and ended too."""
+    pid_file = tmp_path / "grandchild.pid"
+    grandchild = textwrap.dedent(
+        f"""
+        import os, pathlib, time
+        os.setpgid(0, 0)
+        pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))
+        held = []
+        for _ in range(40):
+            held.append(bytearray(b"x" * (64 * 2**20)))
+            time.sleep(0.05)
+        time.sleep(60)
+        """
     )
+    child = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {grandchild!r}]); time.sleep(60)"
+    outcome = limits.run_limited([sys.executable, "-c", child], limits.Limits(wall_s=50, memory_bytes=600 * 2**20))
+    assert outcome.limit.startswith("memory limit 600 MiB (its processes held ") and outcome.wall_s < 30
+    assert outcome.peak_bytes > 600 * 2**20
+    grandchild_pid = int(pid_file.read_text())
+    for _ in range(50):
+        if not psutil.pid_exists(grandchild_pid) or psutil.Process(grandchild_pid).status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the grandchild outlived its session")
+
+
+def test_a_child_within_its_limits_runs_to_the_end(tmp_path: Path) -> None:
+    with open(tmp_path / "log", "w") as log:
+        outcome = limits.run_limited(
+            [sys.executable, "-c", "print('hi'); raise SystemExit(3)"], limits.Limits(30, 2**30), stdout=log
+        )
+    assert (outcome.returncode, outcome.limit) == (3, "") and (tmp_path / "log").read_text() == "hi\n"
+
+
+def test_memory_sizes() -> None:
+    assert limits.parse_size("8G") == 8 * 2**30 and limits.parse_size("512MiB") == 512 * 2**20
+    assert limits.parse_size("1.5g") == int(1.5 * 2**30) and limits.parse_size("1000") == 1000
+    with pytest.raises(ValueError, match="not a memory size"):
+        limits.parse_size("lots")
+
+
+# --- the claims' split, from their declared runs ---------------------------------------------
+
+
+def info(cid: str, section: str, *models: str, cached: bool = True) -> ClaimInfo:
+    runs = tuple({"key": f"{cid}-{m}", "model": m, "label": m, "cost_s": 100.0, "cached": cached} for m in models)
+    return ClaimInfo(cid, f"claims/test_{section}.py::test_{cid.replace('-', '_')}", section, f"quote {cid}", runs)
+
+
+PLAN = ClassPlan(
+    "notebook",
+    3,
+    0,
+    (
+        info("weight-shapes", "analysis", "improved_cnn", "basic_cnn"),
+        info("deeper-layer-shape", "analysis", "improved_cnn"),
+        info("arch-basic-param-counts", "architecture"),
+        info("overfitting-signature", "training", "basic_cnn", cached=False),
+        info("improved-99", "training", "improved_cnn"),
+        info("improved-no-overfit", "training", "improved_cnn", "basic_cnn"),
+    ),
+)
+
+
+def test_a_students_claims_are_those_whose_runs_use_the_replaced_model_improved_first() -> None:
+    assert [c.id for c in PLAN.of_student("improved_cnn")] == [
+        "improved-99",
+        "improved-no-overfit",
+        "weight-shapes",
+        "deeper-layer-shape",
+    ]
+    assert [c.id for c in PLAN.of_notebook("improved_cnn")] == ["arch-basic-param-counts", "overfitting-signature"]
+    assert [c.id for c in PLAN.of_student("basic_cnn")] == [
+        "overfitting-signature",
+        "improved-no-overfit",
+        "weight-shapes",
+    ]
+    assert PLAN.student_cost_s("improved_cnn") == 400.0 and PLAN.baseline_cost_s() == 100.0
+    assert PLAN.claims[0].junit_name == ("claims.test_analysis", "test_weight_shapes")
+
+
+# --- the table, from session directories -----------------------------------------------------
+
+
+def session_dir(root: Path, result: Result, claims: list[dict] | None, junit: dict[str, tuple[str, str]]) -> Path:
+    """A planted session directory: session.json, evidence.json with `claims`, junit.xml with `junit` outcomes."""
+    directory = root / result.name
+    result.save(directory)
+    if claims is not None:
+        session = {"started": "2026-01-01T00:00:00", "profile": claims[0]["taken"]["profile"] if claims else "x"}
+        for c in claims:
+            c["taken"]["session"] = session["started"]
+        evidence = {"schema": 1, "session": session, "runs": [], "claims": claims}
+        (directory / "evidence.json").write_text(json.dumps(evidence))
+    cases = []
+    for cid, (outcome, message) in junit.items():
+        child = f'<{outcome} message="{message}"/>' if outcome != "passed" else ""
+        test = next(c for c in PLAN.claims if c.id == cid).junit_name
+        cases.append(f'<testcase classname="{test[0]}" name="{test[1]}">{child}</testcase>')
+    (directory / "junit.xml").write_text(f"<testsuites><testsuite>{''.join(cases)}</testsuite></testsuites>")
+    return directory
+
+
+def record(cid: str, verdict: str, values: list[float], profile: str = "notebook", known: str | None = None) -> dict:
+    headline = {"name": f"{cid}_measure", "values": values, "higher_is_better": True, "text": ""}
+    return {
+        "id": cid,
+        "test": cid,
+        "verdict": verdict,
+        "known_refutation": known,
+        "headline": headline,
+        "statistics": {},
+        "taken": {"profile": profile},
+    }
+
+
+def planted_table(root: Path) -> ClassTable:
+    claims, notebook_claims = PLAN.of_student("improved_cnn"), PLAN.of_notebook("improved_cnn")
+    junit_na = {"deeper-layer-shape": ("skipped", f"not applicable to {root}/alice.py:build: not its layers[3]")}
+    notebook = session_dir(
+        root,
+        Result("notebook", reference=True, wall_s=50.0),
+        [
+            record("improved-99", "inconclusive", [0.9925, 0.9923, 0.9928]),
+            record("improved-no-overfit", "refuted", [0.0039, 0.0028, 0.0019], known="refuted on TF 2.21"),
+            record("weight-shapes", "holds", [0.0]),
+            record("deeper-layer-shape", "holds", [0.0]),
+            record("arch-basic-param-counts", "holds", [271670.0]),
+            record("overfitting-signature", "holds", [0.013, 0.009, 0.011]),
+        ],
+        {},
+    )
+    rows = [
+        session_dir(
+            root,
+            Result("alice", "alice.py", f"{root}/alice.py", wall_s=120.0, peak_bytes=2**30),
+            [
+                record("improved-99", "holds", [0.990, 0.991, 0.989]),
+                record("improved-no-overfit", "holds", [-0.002, -0.001, -0.003]),
+            ],
+            {"weight-shapes": ("error", "RuntimeError: no Conv2D"), **junit_na},
+        ),
+        session_dir(
+            root,
+            Result("bob", "bob.keras", f"{root}/bob.keras", wall_s=100.0),
+            [
+                record("improved-99", "refuted", [0.97, 0.96, 0.97], profile="smoke"),
+                record("improved-no-overfit", "inconclusive", [0.001, -0.001, 0.002]),
+                record("weight-shapes", "holds", [0.0]),
+            ],
+            junit_na,
+        ),
+        session_dir(root, Result("carol", "carol.py", problem="carol.py: the model outputs (9,), not (10,)"), None, {}),
+        session_dir(
+            root,
+            Result("dan", "dan.py", problem="stopped after 31 s: memory limit 2.0 GiB (its processes held 2.3 GiB)"),
+            None,
+            {},
+        ),
+    ]
+    return ClassTable(
+        read_row(notebook, [*notebook_claims, *claims]), notebook_claims, [read_row(d, claims) for d in rows], claims
+    )
+
+
+def test_cells_say_verdict_not_applicable_error_or_not_evidence_with_the_reason(tmp_path: Path) -> None:
+    table = planted_table(tmp_path)
+    alice, bob, carol, dan = table.students
+    assert [alice.cells[c.id].kind for c in table.claims] == ["holds", "holds", "error", "not applicable"]
+    assert alice.cells["weight-shapes"].reason == "RuntimeError: no Conv2D"
+    assert alice.cells["deeper-layer-shape"].reason == "not applicable to alice.py:build: not its layers[3]"
+    smoke = bob.cells["improved-99"]  # refuted by its rule, at the smoke profile: never shown as refuted
+    assert smoke.kind == "not evidence" and smoke.reason == "smoke profile: not evidence (its rule gave refuted)"
+    assert smoke.values == (0.97, 0.96, 0.97) and smoke.headline.startswith("improved-99_measure mean 0.9")
+    assert not carol.checked and not carol.cells and dan.result.problem.startswith("stopped after 31 s: memory limit")
+    assert table.notebook.cells["improved-no-overfit"].kind == "known refutation"
+    counts = table.counts()
+    assert counts["improved-99"] == {"holds": 1, "not evidence": 1, "not checked": 2}
+    assert counts["deeper-layer-shape"] == {"not applicable": 2, "not checked": 2}
+    assert table.count_kinds() == ["holds", "refuted", "inconclusive", "not applicable", "error", "not evidence",
+                                   "not checked"]  # fmt: skip
+
+
+def test_the_class_page_in_html_markdown_and_csv(tmp_path: Path) -> None:
+    table = planted_table(tmp_path / "sessions")
+    html, md, csv_path = page.write(table, tmp_path / "out", "Class table", "intro")
     text = html.read_text()
-    assert text.count('<tr class="matrix-row"') == 3 and f'colspan="{len(table)}">carol.py: no such file' in text
+    assert text.index("The notebook's own models") < text.index("Summary") < text.index("Students")
+    assert 'data-claim="arch-basic-param-counts"' in text.split("Summary")[0]  # the notebook's claims, once, above
+    assert text.count('class="student-row') == 5 and 'class="student-row reference"' in text
+    heads = [text.index(f'title="quote {c}">{c}</th>') for c in ("improved-99", "improved-no-overfit", "weight-shapes")]
+    assert heads == sorted(heads)
+    notes = table.footnotes()
+    reason = "not applicable to alice.py:build: not its layers[3]"
+    assert f'title="{reason}"' in text and f'<li id="reason-{notes[reason]}">{reason}</li>' in text
+    assert 'colspan="4">carol.py: the model outputs (9,), not (10,)' in text
+    assert "refuted</span>" not in text.split("Students")[1].split("bob")[1].split("</tr>")[0]  # bob's smoke cell
+    for figure in ("class-headlines.png", "class-verdicts.png"):
+        assert (tmp_path / "out" / figure).stat().st_size > 1000 and f'src="{figure}"' in text
+
     lines = md.read_text().splitlines()
-    assert lines[4].count("|") == len(table) + 2 and lines[6].startswith("| alice (12 s) | ")
-    assert lines[-1] == "| carol | carol.py: no such file; check the path |"
+    assert "| arch-basic-param-counts | holds · total_params = 271,670 (n = 1) |" not in lines
+    assert any(line.startswith("| arch-basic-param-counts | holds") for line in lines)
+    assert "| improved-99 | 1 | 0 | 0 | 0 | 0 | 1 | 2 |" in lines
+    alice = next(line for line in lines if line.startswith("| alice |"))
+    assert f"not applicable [{notes[reason]}]" in alice and f"{notes[reason]}. {reason}" in lines
+
+    with open(csv_path, newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["notebook", "alice", "bob", "carol", "dan"] and rows["notebook"]["reference"] == "yes"
+    assert rows["alice"]["deeper-layer-shape verdict"] == "not applicable"
+    assert rows["alice"]["deeper-layer-shape reason"] == reason and rows["alice"]["peak_mib"] == "1024"
+    assert rows["bob"]["improved-99 verdict"] == "not evidence" and rows["carol"]["improved-99 verdict"] == ""
+    assert rows["dan"]["problem"].startswith("stopped after 31 s: memory limit")
 
 
-def test_class_run_two_good_one_broken(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+# --- real classes: sessions on the real MNIST at the smoke profile ----------------------------
+
+SMOKE = ["--seeds", "1", "--claims-profile", "smoke", "-p", "no:cacheprovider", "--mnist-dir", str(MNIST)]
+
+
+def needs_mnist() -> None:
     if not MNIST.is_dir():
         pytest.skip(f"real MNIST not found in {MNIST}")
-    class_dir = tmp_path / "class"
-    class_dir.mkdir()
-    shutil.copy(GOOD, class_dir / "alice.py")
-    wider = GOOD.read_text().replace("Conv2D(8", "Conv2D(12")
-    (tmp_path / "wider.py").write_text(wider)
-    namespace: dict = {}
-    exec(compile(wider, "wider.py", "exec"), namespace)
-    namespace["build"]().save(class_dir / "bob.keras")
-    (class_dir / "carol.py").write_text(GOOD.read_text().replace("layers.Dense(10", "layers.Dense(9"))
-    out = tmp_path / "out"
 
-    code = grade.main(
-        [
-            str(class_dir),
-            "--out",
-            str(out),
-            "--",
-            "-k",
-            "improved-99 or pooling-maps or deeper-layer-shape",
-            "--seeds",
-            "1",
-            "--claims-profile",
-            "smoke",
-            "--claims-cache",
-            str(tmp_path / "cache"),
-            "-p",
-            "no:cacheprovider",
-            "--mnist-dir",
-            str(MNIST),
-        ]
-    )
+
+def make_class(directory: Path, *extra: str, keras_file: bool = True) -> Path:
+    """alice (the good CNN), bob (a wider one, as .keras), carol (a 9-way output), a README, and `extra` students."""
+    directory.mkdir(parents=True)
+    shutil.copy(STUDENTS / "good.py", directory / "alice.py")
+    if keras_file:
+        namespace: dict = {}
+        wider = (STUDENTS / "good.py").read_text().replace("Conv2D(8", "Conv2D(12")
+        exec(compile(wider, "wider.py", "exec"), namespace)
+        namespace["build"]().save(directory / "bob.keras")
+    (directory / "carol.py").write_text((STUDENTS / "good.py").read_text().replace("layers.Dense(10", "layers.Dense(9"))
+    (directory / "README.md").write_text("Submissions of the 2026 class.\n")
+    for name in extra:
+        shutil.copy(STUDENTS / f"{name}.py", directory / f"{name}.py")
+    return directory
+
+
+def rows_of(csv_path: Path) -> dict[str, dict[str, str]]:
+    """The class table's rows without what differs between two gradings of one class (times, memory)."""
+    with open(csv_path, newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    for row in rows.values():
+        del row["wall_s"], row["peak_mib"]
+    return rows
+
+
+def test_a_class_with_a_builder_that_never_returns_and_one_that_eats_memory(tmp_path: Path, capsys) -> None:
+    """Two students at once: the hang ends at its validation's wall-time limit, the hog in its session at the
+    memory limit, each with a row naming it; the others' rows are complete; the README is one ignored line."""
+    needs_mnist()
+    class_dir = make_class(tmp_path / "class", "hang", "hog")
+    out = tmp_path / "out"
+    args = [str(class_dir), "--out", str(out), "-j", "2", "--validate-timeout", "20", "--student-memory", "3G"]
+    claims = "improved-99 or pooling-maps or deeper-layer-shape or arch-basic-param-counts"
+    code = grade.main([*args, "--", "-k", claims, *SMOKE, "--claims-cache", str(tmp_path / "cache")])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "[3/3] carol: not run:" in printed and "2 of 3 submissions checked" in printed
-    assert "[1/3] alice: done in" in printed and "[2/3] bob: done in" in printed
+    assert "ignored README.md: not a submission" in printed and "5 students, 2 at once" in printed
+    assert "3 claim(s) per student, 1 about the notebook's models only" in printed and "ETA" in printed
+    assert "2 of 5 submissions checked" in printed
 
-    with open(out / "class.csv", newline="") as f:
-        rows = {r["student"]: r for r in csv.DictReader(f)}
-    assert sorted(rows) == ["alice", "bob", "carol"]
-    assert "the model outputs (9,), not (10,)" in rows["carol"]["problem"] and rows["carol"]["wall_s"] == ""
-    for name in ("alice", "bob"):
+    rows = rows_of(out / "class.csv")
+    assert list(rows) == ["notebook", "alice", "bob", "carol", "hang", "hog"]
+    assert rows["hang"]["problem"] == "stopped while validating the builder: wall-time limit 20 s"
+    assert (
+        rows["hog"]["problem"].startswith("stopped after ")
+        and ": memory limit 3.0 GiB (its processes held " in (rows["hog"]["problem"])
+    )
+    assert "the model outputs (9,), not (10,)" in rows["carol"]["problem"]
+    for name in ("notebook", "alice", "bob"):
         row = rows[name]
-        assert row["problem"] == "" and float(row["wall_s"]) > 0
-        assert row["pooling-maps verdict"] == "holds" and row["pooling-maps headline"] == "differing_elements = 0"
-        assert row["improved-99 verdict"] == "inconclusive"  # one seed: no spread to test
+        assert row["problem"] == "" and row["pooling-maps verdict"] == "not evidence"  # smoke: never "holds"
+        assert row["pooling-maps headline"] == "differing_elements = 0"
         assert row["improved-99 headline"].startswith("test_accuracy = 0.")
-
-    keys = {}
     for name in ("alice", "bob"):
-        evidence = json.loads((out / "students" / name / "evidence.json").read_text())
-        assert evidence["session"]["profile"] == "smoke"
-        keys[name] = {r["key"] for r in evidence["runs"] if r["model"] == "improved_cnn" and r["model_source"]}
-        assert len(keys[name]) == 1
-    assert keys["alice"] != keys["bob"]
-    log = (out / "students" / "alice" / "pytest.log").read_text()
-    assert "SKIPPED" in log and "the claim is the notebook's layers[3] output shape" in log  # why it is absent
+        assert rows[name]["deeper-layer-shape verdict"] == "not applicable"
+        assert rows[name]["deeper-layer-shape reason"].endswith(
+            ": the claim is the notebook's layers[3] output shape (1, 11, 11, 64)"
+        )
+    notebook = json.loads((out / "notebook" / "evidence.json").read_text())
+    assert {c["id"] for c in notebook["claims"]} == {"improved-99", "pooling-maps", "deeper-layer-shape",
+                                                     "arch-basic-param-counts"}  # fmt: skip
+    alice = json.loads((out / "students" / "alice" / "evidence.json").read_text())
+    assert {c["id"] for c in alice["claims"]} == {"improved-99", "pooling-maps"}  # its claims only, not the arch-*
+    assert all(r["threads"] == 1 for r in alice["runs"] if r["source"] == "trained")  # 2 cores over 2 sessions
 
-    html = (out / "class.html").read_text()
-    assert 'data-row="carol"' in html and "the model outputs (9,), not (10,)" in html
-    assert html.count('class="badge v-holds">holds') == 2
-    md = (out / "class.md").read_text().splitlines()
-    assert next(line for line in md if line.startswith("| |")).count("|") == 4  # corner + 2 claims
-    assert any(line.startswith("| carol | ") and "outputs (9,)" in line for line in md)
+
+def test_two_slices_merged_give_the_whole_classs_table(tmp_path: Path) -> None:
+    """The whole class, then its two slices graded at once (two jobs sharing the runs cache), then merged."""
+    needs_mnist()
+    class_dir = make_class(tmp_path / "class", keras_file=False)
+    cache = ["--claims-cache", str(tmp_path / "cache")]
+    options = ["--", "-k", "pooling-maps or arch-basic-param-counts", *SMOKE, *cache]
+    assert grade.main([str(class_dir), "--out", str(tmp_path / "whole"), *options]) == 0
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "reports.grade",
+                str(class_dir),
+                "--out",
+                str(tmp_path / f"slice{i}"),
+                "--shard",
+                f"{i}/2",
+                *options,
+            ],  # fmt: skip
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
+    printed = [job.communicate(timeout=600)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], printed
+    assert "slice 1/2: 1 of the 2 students" in printed[0] and "slice 2/2: 1 of the 2 students" in printed[1]
+    slices = [str(tmp_path / "slice1"), str(tmp_path / "slice2")]
+    assert grade.main(["--merge", *slices, "--out", str(tmp_path / "merged")]) == 0
+    whole, merged = rows_of(tmp_path / "whole" / "class.csv"), rows_of(tmp_path / "merged" / "class.csv")
+    assert list(merged) == ["notebook", "alice", "carol"] and merged == whole
+    assert merged["alice"]["pooling-maps verdict"] == "not evidence"
+    assert grade.main(["--merge", slices[0], slices[0], "--out", str(tmp_path / "twice")]) == 2
