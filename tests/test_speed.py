@@ -9,6 +9,7 @@ splits a session's wall time.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import statistics
@@ -19,6 +20,7 @@ from fixtures import backend, timing
 from fixtures.runs import RunSpec
 from reports import timing_split
 from tests.test_backend import INSTALLED, last_json, python
+from tests.test_submissions import NOTEBOOK_SPEC
 from tests.tiny import tiny_data, tiny_store
 
 TRAIN_AT_EVERY_N = """
@@ -112,29 +114,12 @@ def test_a_run_records_its_phases_timeline_and_settings(tmp_path):
     assert (recorded["phases_s"], recorded["timeline"], recorded["steps_per_execution"]) == (phases, timeline, 3)
 
 
-def test_cached_runs_keep_their_keys():
-    """A run of the default suite's cache (TF 2.21 CPU, main@4f4ad7d): the fields added since, at their defaults
-    (model_source, precision), leave its key as it was, so no cached run is retrained."""
-    spec = RunSpec(
-        model="basic_cnn",
-        model_config={},
-        optimizer={"class_name": "SGD", "config": {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}},
-        batch_size=64,
-        epochs=10,
-        validation_split=0.1,
-        seed=1,
-        data_fingerprint="a74d85ae5874999486cd84eef2e5c41237fc22b6ed98c0ca72c015dd45d41784",
-        versions={
-            "python": "3.11.7",
-            "tensorflow": "2.21.0",
-            "keras": "3.15.1",
-            "keras_backend": "tensorflow",
-            "numpy": "2.4.6",
-        },
-        profile="notebook",
-        deterministic=True,
-    )
-    assert spec.key == "2476914fbcc71b391eedc9f0"
+def test_keys_are_unchanged_by_the_precision_field():
+    """The key this spec had before RunSpec gained `precision` (tests/test_submissions.py's, from main at 00057ce):
+    the default leaves it out, so no cached run is retrained; "highest" is another run."""
+    spec = RunSpec(**NOTEBOOK_SPEC)
+    assert spec.precision == "" and spec.key == "943ef0a4eb7f8eac8644930b"
+    assert dataclasses.replace(spec, precision="highest").key != spec.key
 
 
 def test_the_timing_claim_times_one_step_per_call(monkeypatch):
