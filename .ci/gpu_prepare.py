@@ -61,6 +61,7 @@ DISTRIBUTIONS = (
     "python-dateutil",
     "six",
     "tzdata",
+    "psutil",  # a dependency of the project since the class command (its memory limit)
 )
 """Every distribution the wheel folder holds: the suite's imports and their dependency closure, less FROM_JAX."""
 FROM_JAX = ("numpy", "scipy", "ml-dtypes")
