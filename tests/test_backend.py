@@ -149,6 +149,9 @@ def before_keras(monkeypatch):
         "XLA_PYTHON_CLIENT_PREALLOCATE",
         "CUBLAS_WORKSPACE_CONFIG",
         "TF_FORCE_GPU_ALLOW_GROWTH",
+        "JAX_COMPILATION_CACHE_DIR",
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
     ):
         monkeypatch.setenv(name, "")  # recorded, so that teardown restores what was there (or nothing)
         monkeypatch.delenv(name)
@@ -161,10 +164,25 @@ def test_prepare_defaults_to_tensorflow_and_grows_gpu_memory(before_keras):
 
 def test_prepare_jax_sets_no_preallocation_and_deterministic_ops_once(before_keras, monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
-    assert backend.prepare("jax", "auto") == "jax"
+    assert backend.prepare("jax", "on") == "jax"
     backend.prepare("jax", "on")
     assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/tmp/x {backend.XLA_DETERMINISM_FLAG}"
+
+
+def test_prepare_jax_auto_leaves_xla_s_deterministic_ops_off(before_keras):
+    """XLA's flag is read by GPUs only, and there it cannot compile MaxPooling2D's gradient: auto never sets it."""
+    backend.prepare("jax", "auto")
+    assert "XLA_FLAGS" not in os.environ
+
+
+def test_prepare_jax_keeps_compiled_programs_where_asked_unless_told_elsewhere(before_keras, monkeypatch, tmp_path):
+    backend.prepare("jax", compilation_cache=tmp_path / "a")
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "a")
+    assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
+    backend.prepare("jax", compilation_cache=tmp_path / "b")
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"
 
 
 def test_prepare_jax_without_determinism_leaves_xla_flags(before_keras):
@@ -285,3 +303,167 @@ def test_no_rounding_before_ampere_or_with_tf32_overridden(fake_gpu, monkeypatch
     fake_gpu["value"] = (9, 0)
     monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
     assert backend.conv_operand_roundoff() == 0.0
+
+
+# --- what a GPU changes: determinism, precision, the loss path --------------------------------
+
+
+@pytest.mark.parametrize("name, deterministic", [("tensorflow", False), ("jax", False), ("torch", True)])
+def test_auto_determinism_on_a_gpu(fake_gpu, monkeypatch, name, deterministic):
+    """auto: off on a TensorFlow GPU (slow kernels) and on a JAX GPU (no deterministic pooling gradient)."""
+    monkeypatch.setattr(backend, "active", lambda: name)
+    assert backend.resolve_determinism("auto") is deterministic
+    assert backend.resolve_determinism("on") is True and backend.resolve_determinism("off") is False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_op_determinism_on_a_jax_gpu_stops_with_one_line(fake_gpu, monkeypatch):
+    """Where XLA refuses MaxPooling2D's gradient under its deterministic flag (google/flax#4233), `on` stops before
+    training with one line naming the cause and the way out; where it compiles, `on` is honoured. Only a GPU can
+    show that the probe meets XLA's refusal: on a CPU XLA ignores the flag (the next test)."""
+    refusal = (
+        "UNIMPLEMENTED: HLO instruction select-and-scatter.401.0 does not have a deterministic implementation, "
+        "but run-to-run determinism is required by --xla_gpu_deterministic_ops."
+    )
+    monkeypatch.setenv("XLA_FLAGS", backend.XLA_DETERMINISM_FLAG)
+    monkeypatch.setattr(backend, "pooling_gradient_problem", lambda: refusal)
+    with pytest.raises(backend.DeterminismUnavailable) as raised:
+        backend.Jax().set_determinism(True)
+    message = str(raised.value)
+    assert "\n" not in message and "MaxPooling2D" in message and "--op-determinism auto" in message
+    assert refusal in message
+    monkeypatch.setattr(backend, "pooling_gradient_problem", lambda: None)
+    assert backend.Jax().set_determinism(True) == {"xla_gpu_deterministic_ops": True, "gpu": True}
+    monkeypatch.delenv("XLA_FLAGS")
+    assert backend.Jax().set_determinism(False) == {"xla_gpu_deterministic_ops": False, "gpu": True}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_pooling_gradient_compiles_on_a_cpu_under_the_flag():
+    """The probe itself runs: on a CPU, with the flag set, XLA compiles the gradient (the flag is GPU-only)."""
+    code = """
+        import json, os
+        os.environ["XLA_FLAGS"] = "--xla_gpu_deterministic_ops=true"
+        from fixtures import backend
+        print(json.dumps({"problem": backend.pooling_gradient_problem()}))
+    """
+    assert last_json(python(code, "jax", block_tensorflow=True)) == {"problem": None}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_jax_precision_is_recorded_and_changes_nothing_on_a_cpu():
+    """--gpu-precision highest sets jax_default_matmul_precision (recorded); on a CPU float32 convolutions and
+    matmuls give the same bits at every precision, which is why CPU runs keep their keys (resolve_precision)."""
+    code = """
+        import json
+        import numpy as np
+        import jax
+        from fixtures import backend
+        rng = np.random.default_rng(0)
+        x, k = rng.standard_normal((8, 28, 28, 1), np.float32), rng.standard_normal((3, 3, 1, 16), np.float32)
+        a, b = rng.standard_normal((8, 2704), np.float32), rng.standard_normal((2704, 100), np.float32)
+
+        def f(x, k, a, b):
+            conv = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return conv, a @ b
+
+        default = [np.asarray(o) for o in jax.jit(f)(x, k, a, b)]
+        before = backend.current().set_precision("default")
+        after = backend.current().set_precision("highest")
+        highest = [np.asarray(o) for o in jax.jit(f)(x, k, a, b)]
+        print(json.dumps({"before": before, "after": after,
+                          "same": [bool(np.array_equal(p, q)) for p, q in zip(default, highest)]}))
+    """
+    result = last_json(python(code, "jax", block_tensorflow=True))
+    assert result["before"] == {"jax_default_matmul_precision": "default"}
+    assert result["after"] == {"jax_default_matmul_precision": "highest"}
+    assert result["same"] == [True, True]
+
+
+def test_gpu_precision_enters_the_key_only_on_a_gpu(fake_gpu):
+    assert backend.resolve_precision("highest") == "highest"
+    assert backend.resolve_precision("default") == ""
+
+
+def test_tensorflow_precision_highest_turns_tf32_off():
+    if backend.active() != "tensorflow":
+        pytest.skip("TensorFlow is not this session's backend")
+    import tensorflow as tf
+
+    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+    try:
+        assert backend.current().set_precision("default") == {"tf32_execution": enabled}
+        assert backend.current().set_precision("highest") == {"tf32_execution": False}
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+
+LOSS_PATH = """
+    import json
+    import numpy as np
+    import keras
+    from fixtures import backend
+
+    layers = keras.layers
+    out = {}
+    for name, model in {
+        "softmax layer": keras.Sequential([keras.Input((2,)), layers.Dense(10), layers.Activation("softmax")]),
+        "dense softmax": keras.Sequential([keras.Input((2,)), layers.Dense(10, activation="softmax")]),
+    }.items():
+        w = np.zeros((2, 10), np.float32)
+        w[0, 1] = 50.0  # x = (1, 0): logit 50 for class 1, 0 for the others
+        model.layers[0].set_weights([w, np.zeros(10, np.float32)])
+        model.compile(loss="categorical_crossentropy")
+        x, y = np.array([[1.0, 0.0]], np.float32), np.eye(10, dtype=np.float32)[[0]]  # true class 0: p = e^-50
+        out[name] = {"loss": float(model.evaluate(x, y, verbose=0)), "from": backend.current().loss_from(model)}
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("name", INSTALLED)
+def test_the_recorded_loss_path_is_the_one_keras_takes(name):
+    """A sample whose true class has probability e^-50: from the logits the loss is 50; from probabilities
+    clipped to [1e-7, 1 - 1e-7] it is -log(1e-7) = 16.12, and its gradient is zero. Each run records which
+    path its backend took: TensorFlow the logits (for both ways of ending in a softmax), JAX and PyTorch the
+    clipped probabilities."""
+    result = last_json(python(LOSS_PATH, name, block_tensorflow=name != "tensorflow"))
+    for model, seen in result.items():
+        if seen["from"] == "logits":
+            assert seen["loss"] == pytest.approx(50.0, abs=1e-3), model
+        else:
+            assert seen["from"] == "clipped probabilities"
+            assert seen["loss"] == pytest.approx(-np.log(1e-7), abs=1e-3), model
+        assert seen["from"] == ("logits" if name == "tensorflow" else "clipped probabilities"), model
+
+
+def test_impossible_determinism_fails_each_training_claim_with_one_line(pytester):
+    """Where the backend refuses deterministic ops (planted here, as on a JAX GPU), every test that needs the run
+    store fails with the refusal's one line, before any training and without a traceback."""
+    pytester.makefile(".toml", pyproject=f'[tool.pytest.ini_options]\npythonpath = ["{REPO}"]\n')
+    pytester.makeconftest((REPO / "conftest.py").read_text())
+    pytester.makepyfile(
+        refusing_gpu="""
+        from fixtures import backend, session
+        from tests.tiny import tiny_data
+
+        def refuse(self, enabled):
+            raise backend.DeterminismUnavailable("--op-determinism on: planted refusal; use --op-determinism auto")
+
+        def pytest_configure(config):
+            for kind in backend.BACKENDS.values():
+                kind.set_determinism = refuse
+            session.Context.mnist = property(lambda self: tiny_data())
+        """,
+        test_needs_runs="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(2))
+        def test_needs_runs(runs, i):
+            pass
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "refusing_gpu", "-p", "no:xdist", "--op-determinism", "on")
+    result.assert_outcomes(errors=2)
+    output = result.stdout.str()
+    assert output.count("--op-determinism on: planted refusal; use --op-determinism auto") >= 2
+    assert "Traceback" not in output and "raise backend.DeterminismUnavailable" not in output

@@ -87,6 +87,7 @@ def test_key_changes_with_every_field(store):
         "profile": "smoke",
         "deterministic": False,
         "model_source": "0" * 64,
+        "precision": "highest",
     }
     assert set(changed) == {f.name for f in dataclasses.fields(RunSpec)}, "a new field needs a case here"
     for name, value in changed.items():
