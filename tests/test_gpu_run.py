@@ -9,11 +9,17 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 import tomllib
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,3 +91,56 @@ def test_versions_compare_by_their_numbers():
     run = script("gpu_run")
     assert run.version_tuple("3.15.1") > run.version_tuple("3.9.0") > run.version_tuple("3.9")
     assert run.version_tuple("2.1.0rc1") == (2, 1, 0) and run.version_tuple("2026.6") == (2026, 6)
+
+
+def session_group(trap: str) -> tuple[subprocess.Popen, int]:
+    """A stand-in for a pytest session: a shell in its own process group (as run_session starts pytest) with a
+    SIGINT trap, and a child that outlives it unless the whole group is killed; the child's pid."""
+    script_text = f'trap "{trap}" INT; sleep 60 & echo $!; wait'
+    process = subprocess.Popen(["sh", "-c", script_text], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    return process, int(process.stdout.readline())
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (no longer listed, or a zombie waiting for its reaper)."""
+    for _ in range(50):
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_session_past_its_limit_gets_sigint_then_its_group_is_killed():
+    run = script("gpu_run")
+    process, child = session_group("exit 3")
+    returncode, timed_out = run.wait_session(process, 0.5, run.Deadline(100.0))
+    assert (returncode, timed_out) == (3, True), "the session's own exit after SIGINT is reported"
+    assert gone(child), "a worker of the session outlived it"
+
+
+def test_sigterm_stops_the_session_group_and_is_raised_as_an_interrupt():
+    run = script("gpu_run")
+    process, child = session_group("")  # ignores SIGINT: only the kill after the grace stops it
+    previous = signal.signal(signal.SIGTERM, run.interrupted)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            run.wait_session(process, 30.0, run.Deadline(1.5))  # the grace is what is left of the deadline
+    finally:
+        timer.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert process.returncode == -signal.SIGKILL
+    assert gone(child), "a worker of the session outlived the interrupt"
+
+
+def test_a_step_after_the_sessions_is_stopped_at_its_time():
+    run = script("gpu_run")
+    start = time.monotonic()
+    code = "import time; print('begun', flush=True); time.sleep(30)"
+    text = run.run_bounded([sys.executable, "-c", code], dict(os.environ), 1.0)
+    assert time.monotonic() - start < 10
+    assert text.startswith("stopped after 1 s") and "begun" in text
