@@ -47,6 +47,7 @@ WHEELS = ROOT / ".gpu-wheels"
 SITE = ROOT / ".gpu-site"
 DATA = ROOT / ".gpu-data" / "mnist"
 BASELINE = ROOT / ".ci" / "gpu" / "tf-cpu-evidence.json"
+BACKENDS = ("jax", "tensorflow")
 GRACE_S = 60.0
 """Seconds a session has after its SIGINT (at its limit, or on Ctrl-C / SIGTERM) to write the evidence of what
 finished, before its process group is killed."""
@@ -281,6 +282,17 @@ def summary(outcomes: list[dict], environment: list[str], matrix: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backend_list(value: str) -> list[str]:
+    """--backends: `auto`, or a comma-separated list of BACKENDS (argparse reports anything else in one line)."""
+    if value == "auto":
+        return []
+    chosen = [b.strip() for b in value.split(",") if b.strip()]
+    unknown = [b for b in chosen if b not in BACKENDS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"{value!r}: give auto or a comma-separated list of {', '.join(BACKENDS)}")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "gpu-run")
@@ -298,7 +310,12 @@ def main() -> None:
         "reports and the matrix), the steps sweep runs only in what remains, and every step after a session is "
         "stopped at the deadline",
     )
-    parser.add_argument("--backends", default="auto", help="jax, tensorflow or both (auto: JAX, and TF if importable)")
+    parser.add_argument(
+        "--backends",
+        type=backend_list,
+        default="auto",
+        help="jax, tensorflow or jax,tensorflow (default auto: JAX, and TensorFlow where this Python can import it)",
+    )
     parser.add_argument("--allow-cpu", action="store_true", help="run even where JAX sees no GPU (to try the script)")
     parser.add_argument(
         "--no-steps-sweep",
@@ -315,15 +332,13 @@ def main() -> None:
     args.out.mkdir(parents=True)
     environment = [f"python {sys.version.split()[0]} ({sys.executable})"]
     env = install(environment)
-    found = {b: probe(env, b, min(300.0, deadline.left() - RESERVE_S)) for b in ("jax", "tensorflow")}
+    found = {b: probe(env, b, min(300.0, deadline.left() - RESERVE_S)) for b in BACKENDS}
     environment += [f"{b}: {json.dumps(p)}" for b, p in found.items()]
     if "error" in found["jax"]:
         sys.exit(f"JAX cannot be imported by {sys.executable}: {found['jax']['error']}")
     if not found["jax"]["gpus"] and not args.allow_cpu:
         sys.exit("JAX sees no GPU (a CUDA jaxlib plugin and a visible NVIDIA device are needed); --allow-cpu to try")
-    backends = ["jax"] + (["tensorflow"] if "error" not in found["tensorflow"] else [])
-    if args.backends != "auto":
-        backends = [b for b in args.backends.split(",") if b]
+    backends = args.backends or ["jax"] + (["tensorflow"] if "error" not in found["tensorflow"] else [])
     if shutil.which("nvidia-smi"):
         smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False, timeout=30)
         environment.append("nvidia-smi: see environment.txt")

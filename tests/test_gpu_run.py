@@ -144,3 +144,18 @@ def test_a_step_after_the_sessions_is_stopped_at_its_time():
     text = run.run_bounded([sys.executable, "-c", code], dict(os.environ), 1.0)
     assert time.monotonic() - start < 10
     assert text.startswith("stopped after 1 s") and "begun" in text
+
+
+@pytest.mark.parametrize("value", ["both", "jax,torch", ","])
+def test_an_unknown_backend_is_refused_in_one_line(value, capsys, monkeypatch):
+    run = script("gpu_run")
+    monkeypatch.setattr(sys, "argv", ["gpu_run.py", "--backends", value])
+    with pytest.raises(SystemExit) as stopped:
+        run.main()
+    assert stopped.value.code == 2
+    assert "give auto or a comma-separated list of jax, tensorflow" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_backends_are_auto_or_named():
+    run = script("gpu_run")
+    assert run.backend_list("auto") == [] and run.backend_list("tensorflow, jax") == ["tensorflow", "jax"]
