@@ -20,8 +20,8 @@ Run `.ci/gpu_prepare.py` first, on a machine with internet; then, on the GPU mac
    `matrix/` (the verdict matrix against the TensorFlow CPU evidence `--baseline`, default
    the committed `.ci/gpu/tf-cpu-evidence.json`); `environment.txt`; and `summary.md`, which says it all briefly.
 
-Exit status: 0 when every session ran and wrote evidence (refuted claims are results, shown in the matrix),
-1 otherwise.
+Exit status: 0 when every chosen backend's session ran within its limit and wrote evidence (refuted claims are
+results, shown in the matrix), 1 otherwise: a backend left out for lack of time counts as failed.
 """
 
 from __future__ import annotations
@@ -267,7 +267,25 @@ def run_session(
     return outcome
 
 
+def not_run(backend: str, seconds_left: float) -> dict:
+    """The outcome of a backend left out for lack of time: a failed session without evidence, not a silent gap."""
+    return {
+        "backend": backend,
+        "returncode": f"not run: {seconds_left:.0f} s of the deadline left",
+        "wall_s": 0,
+        "timed_out": False,
+        "evidence": False,
+        "gpu_memory_peak_mib": {},
+    }
+
+
+def exit_status(outcomes: list[dict]) -> int:
+    """0 when every chosen backend's session ran within its limit and wrote evidence, else 1."""
+    return 0 if outcomes and all(o["evidence"] and not o["timed_out"] for o in outcomes) else 1
+
+
 def summary(outcomes: list[dict], environment: list[str], matrix: Path) -> str:
+    """summary.md: the environment, one row per chosen backend (one not run says so, and why) and the matrix."""
     lines = ["# GPU run", "", *[f"- {line}" for line in environment], ""]
     lines += ["| backend | wall s | pytest exit | timed out | evidence | outcomes | peak GPU MiB per process |"]
     lines += ["|---|---|---|---|---|---|---|"]
@@ -348,7 +366,8 @@ def main() -> None:
         for backend in backends:
             limit = min(args.time_limit, deadline.left() - RESERVE_S)
             if limit < 30:
-                environment.append(f"{backend}: not run, {deadline.left():.0f} s of the deadline left")
+                outcomes.append(not_run(backend, deadline.left()))
+                print(f"== {backend}: {outcomes[-1]['returncode']} (counted as failed)")
                 continue
             print(f"== {backend}: pytest claims -n {args.workers} --seeds {args.seeds} (limit {limit:.0f} s)")
             outcomes.append(run_session(env, backend, args.out / backend, args, Path(cache), limit, deadline))
@@ -368,7 +387,7 @@ def main() -> None:
     environment.append(f"whole script: {time.monotonic() - started:.0f} s")
     (args.out / "summary.md").write_text(summary(outcomes, environment, matrix))
     print(f"written: {args.out} (summary.md first)")
-    sys.exit(0 if outcomes and all(o["evidence"] and not o["timed_out"] for o in outcomes) else 1)
+    sys.exit(exit_status(outcomes))
 
 
 if __name__ == "__main__":

@@ -159,3 +159,13 @@ def test_an_unknown_backend_is_refused_in_one_line(value, capsys, monkeypatch):
 def test_backends_are_auto_or_named():
     run = script("gpu_run")
     assert run.backend_list("auto") == [] and run.backend_list("tensorflow, jax") == ["tensorflow", "jax"]
+
+
+def test_a_backend_left_out_for_lack_of_time_fails_the_run(tmp_path):
+    run = script("gpu_run")
+    ran = {"backend": "jax", "returncode": 0, "wall_s": 300.0, "timed_out": False, "evidence": True}
+    ran |= {"gpu_memory_peak_mib": {"123": 4000}, "outcomes": {"passed": 21}}
+    assert run.exit_status([ran]) == 0
+    skipped = run.not_run("tensorflow", 80.4)
+    assert run.exit_status([ran, skipped]) == 1
+    assert "| tensorflow | 0 | not run: 80 s of the deadline left |" in run.summary([ran, skipped], [], tmp_path)
