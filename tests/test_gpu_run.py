@@ -169,3 +169,21 @@ def test_a_backend_left_out_for_lack_of_time_fails_the_run(tmp_path):
     skipped = run.not_run("tensorflow", 80.4)
     assert run.exit_status([ran, skipped]) == 1
     assert "| tensorflow | 0 | not run: 80 s of the deadline left |" in run.summary([ran, skipped], [], tmp_path)
+
+
+def test_the_committed_baseline_was_recorded_under_todays_rules():
+    """The GPU matrix compares devices, not rule versions: each claim of .ci/gpu/tf-cpu-evidence.json was decided
+    by a rule whose statement (its docstring, as @rule records it) is still one of claims/'s rules, and the matrix
+    code reads it (against itself: no verdict differs). Re-record it when a rule changes (README)."""
+    from reports import matrix
+
+    statements = set()
+    for path in sorted((REPO / "claims").glob("test_*.py")):
+        module = importlib.import_module(f"claims.{path.stem}")
+        rules = [f for f in vars(module).values() if callable(f) and hasattr(f, "__wrapped__")]
+        statements |= {" ".join((f.__doc__ or "").split()) for f in rules if f.__module__ == module.__name__}
+    baseline = script("gpu_run").BASELINE
+    columns = matrix.columns([str(baseline), str(baseline)])
+    stale = [c["id"] for c in columns[0].evidence.claims if c["rule"] not in statements]
+    assert not stale, f"{baseline.name} was decided by rules claims/ no longer has: {stale}"
+    assert len(columns[0].evidence.claims) >= 20 and not any(row.differs for row in matrix.rows(columns))
