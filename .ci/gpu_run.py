@@ -89,9 +89,9 @@ def missing_wheels() -> list[Path]:
     return wanted
 
 
-def install(log: list[str]) -> dict[str, str]:
-    """Install what is missing into .gpu-site (no index, no dependencies: the folder is the whole closure) and
-    return the environment the sessions run in."""
+def install(log: list[str], timeout: float) -> dict[str, str]:
+    """Install what is missing into .gpu-site (no index, no dependencies: the folder is the whole closure) within
+    `timeout` seconds and return the environment the sessions run in."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if not WHEELS.is_dir():
         sys.exit(f"{WHEELS} is missing: run `python .ci/gpu_prepare.py` on a machine with internet first")
@@ -99,7 +99,12 @@ def install(log: list[str]) -> dict[str, str]:
     if wanted:
         shutil.rmtree(SITE, ignore_errors=True)
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--target", str(SITE)]
-        done = subprocess.run([*command, *map(str, wanted)], capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(
+                [*command, *map(str, wanted)], capture_output=True, text=True, check=False, timeout=max(timeout, 0.0)
+            )
+        except subprocess.TimeoutExpired:
+            sys.exit(f"installing {len(wanted)} wheels into {SITE} took over {timeout:.0f} s (the deadline)")
         if done.returncode:
             sys.exit(f"installing {len(wanted)} wheels into {SITE} failed:\n{done.stdout}{done.stderr}")
     log.append(f"installed from {WHEELS.name}/: {', '.join(w.name for w in wanted) or 'nothing (all present)'}")
@@ -349,7 +354,7 @@ def main() -> None:
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     environment = [f"python {sys.version.split()[0]} ({sys.executable})"]
-    env = install(environment)
+    env = install(environment, deadline.left() - RESERVE_S)
     found = {b: probe(env, b, min(300.0, deadline.left() - RESERVE_S)) for b in BACKENDS}
     environment += [f"{b}: {json.dumps(p)}" for b, p in found.items()]
     if "error" in found["jax"]:
