@@ -25,6 +25,8 @@ from packaging.requirements import Requirement
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux", "extra": ""}
 """The GPU image's markers: requirements are evaluated as pip there would."""
+LOCAL = ("fixtures", "claims", "reports", "bench")
+"""The packages of this checkout that the GPU run imports."""
 NOT_BROUGHT = {"tensorflow", "jax", "jaxlib", "torch", "playwright"}
 """The backends, imported only by the one in use (fixtures.backend; the image brings its own), and the report's
 real-browser check (reports.browser_check), which the GPU run does not do."""
@@ -54,20 +56,21 @@ def test_the_wheels_hold_their_own_dependencies():
 
 
 def test_the_wheels_cover_every_import_of_the_suite_and_its_dependencies():
-    """Each third-party module that conftest, fixtures, claims or reports imports is brought (or NOT_BROUGHT)."""
+    """Each third-party module that conftest, fixtures, claims, reports or bench (the steps sweep) imports, in any
+    subfolder, is brought (or NOT_BROUGHT)."""
     prepare = script("gpu_prepare")
     brought = {normal(d) for d in prepare.DISTRIBUTIONS} | set(prepare.FROM_JAX) | NOT_BROUGHT
     modules = set()
     for path in [
         REPO / "conftest.py",
-        *[p for d in ("fixtures", "claims", "reports") for p in (REPO / d).glob("*.py")],
+        *[p for d in LOCAL for p in (REPO / d).rglob("*.py")],
     ]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 modules |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.split(".")[0])
-    third_party = modules - set(sys.stdlib_module_names) - {"fixtures", "claims", "reports", "tests", "__future__"}
+    third_party = modules - set(sys.stdlib_module_names) - set(LOCAL) - {"tests", "__future__"}
     owners = importlib.metadata.packages_distributions()
     for module in sorted(third_party):
         dists = {normal(d) for d in owners.get(module, [])} | {module}
