@@ -215,15 +215,21 @@ def wait_session(process: subprocess.Popen, limit: float, deadline: Deadline) ->
 
 def run_bounded(command: list[str], env: dict[str, str], timeout: float) -> str:
     """Run a step that follows a session (a report, the sweep, the matrix) in at most `timeout` seconds, the time
-    its caller leaves it before the deadline; its output, or what it printed before it was stopped."""
+    its caller leaves it before the deadline; its output, or what it printed before it was stopped. It runs in its
+    own process group, killed at the end, so that what it started (the sweep runs each measurement in a child of
+    its own) cannot outlive it."""
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        done = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(timeout, 0.0), check=False
-        )
-        return done.stdout + done.stderr[-3000:]
-    except subprocess.TimeoutExpired as e:
-        partial = e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout or ""
-        return f"stopped after {e.timeout:.0f} s (the deadline)\n{partial}"
+        out, err = process.communicate(timeout=max(timeout, 0.0))
+        return out + err[-3000:]
+    except subprocess.TimeoutExpired:
+        stopped = f"stopped after {timeout:.0f} s (the deadline)\n"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return stopped + process.communicate()[0]
 
 
 def run_session(

@@ -140,13 +140,17 @@ def test_sigterm_stops_the_session_group_and_is_raised_as_an_interrupt():
     assert gone(child), "a worker of the session outlived the interrupt"
 
 
-def test_a_step_after_the_sessions_is_stopped_at_its_time():
+def test_a_step_after_the_sessions_is_stopped_at_its_time_with_what_it_started():
     run = script("gpu_run")
     start = time.monotonic()
-    code = "import time; print('begun', flush=True); time.sleep(30)"
+    code = (
+        "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "print('begun', p.pid, flush=True); time.sleep(30)"
+    )
     text = run.run_bounded([sys.executable, "-c", code], dict(os.environ), 1.0)
     assert time.monotonic() - start < 10
     assert text.startswith("stopped after 1 s") and "begun" in text
+    assert gone(int(text.split("begun")[1].split()[0])), "what the step started outlived it"
 
 
 @pytest.mark.parametrize("value", ["both", "jax,torch", ","])
