@@ -360,8 +360,8 @@ def main() -> None:
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     environment = [f"python {sys.version.split()[0]} ({sys.executable})"]
-    env = install(environment, deadline.left() - RESERVE_S)
-    found = {b: probe(env, b, min(300.0, deadline.left() - RESERVE_S)) for b in BACKENDS}
+    env = install(environment, deadline.left())
+    found = {b: probe(env, b, min(300.0, deadline.left())) for b in BACKENDS}
     environment += [f"{b}: {json.dumps(p)}" for b, p in found.items()]
     if "error" in found["jax"]:
         sys.exit(f"JAX cannot be imported by {sys.executable}: {found['jax']['error']}")
