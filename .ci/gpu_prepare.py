@@ -2,7 +2,8 @@
 
     MNIST_DIR=/path/to/mnist python .ci/gpu_prepare.py
 
-It writes two ignored folders that travel with the checkout (about 45 MiB together):
+It writes two ignored folders that travel with the checkout (45.3 MiB together on 2026-12-02: 34.2 MiB of
+31 wheels, 11.1 MiB of MNIST; it prints both sizes):
 
 - `.gpu-wheels/`: the wheels of everything the suite imports that a Python 3.12 image with JAX (and PyTorch)
   but neither TensorFlow nor Keras may lack: Keras and its own dependencies (namex, optree, h5py, absl-py,
@@ -98,6 +99,7 @@ def copy_mnist(source: Path) -> None:
 
 
 def size_mib(folder: Path) -> float:
+    """The bytes of the files under `folder`, in MiB: what the folder adds to the checkout that travels."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
 
 
