@@ -209,6 +209,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def shard_option(text: str) -> tuple[int, int]:
+    """--shard's argparse type: 'I/N' -> (I, N), a bad value one usage error with parse_shard's message."""
     try:
         return parse_shard(text)
     except ValueError as e:

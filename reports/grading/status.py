@@ -39,7 +39,6 @@ class Running:
     """One student's session in progress."""
 
     stage: str
-    started: float
     log: Path | None
     limits: Limits
     elapsed_s: float = 0.0
@@ -80,11 +79,12 @@ class ClassStatus:
     def begin(self, name: str, stage: str, limits: Limits, log: Path | None = None) -> None:
         """A session starts: `stage` (validating, claims) under `limits`, its log shown as it grows."""
         with self._lock:
-            self.running[name] = Running(stage, time.monotonic(), log, limits)
+            self.running[name] = Running(stage, log, limits)
         if self._live is None:
             self.line(f"{name}: {stage} ...")
 
     def poll(self, name: str, elapsed_s: float, rss: int) -> None:
+        """A running session's latest measure: seconds since it began and its processes' resident memory."""
         with self._lock:
             if name in self.running:
                 self.running[name].elapsed_s, self.running[name].rss = elapsed_s, rss
