@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -115,11 +116,23 @@ def test_the_live_status_shows_each_running_session_and_the_classs_eta(tmp_path:
 # --- the limits ------------------------------------------------------------------------------
 
 
-def test_a_child_past_its_wall_time_is_ended_and_says_so() -> None:
+def test_a_child_past_its_wall_time_is_ended_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TERM ends it; its group is never signalled once the leader is reaped (the id may be reused)."""
+    signalled, killpg = [], os.killpg
+    monkeypatch.setattr(os, "killpg", lambda pgid, sig: (signalled.append(sig), killpg(pgid, sig)))
     start = time.monotonic()
     outcome = limits.run_limited([sys.executable, "-c", "while True: pass"], limits.Limits(wall_s=2))
-    assert outcome.limit == "wall-time limit 2 s" and outcome.returncode != 0
+    assert outcome.limit == "wall-time limit 2 s" and outcome.returncode == -signal.SIGTERM
+    assert signalled == [signal.SIGTERM]  # no KILL to the group of a reaped leader
     assert 2 <= outcome.wall_s < 2 + limits.TERM_GRACE_S + 3 and time.monotonic() - start < 15
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "TERM_GRACE_S", 1.0)
+    deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.05)"
+    outcome = limits.run_limited([sys.executable, "-c", deaf], limits.Limits(wall_s=2))
+    assert outcome.limit == "wall-time limit 2 s" and outcome.returncode == -signal.SIGKILL
+    assert 2 + 1.0 <= outcome.wall_s < 2 + 1.0 + 3  # the TERM's grace waited out, then the KILL
 
 
 def test_memory_is_measured_over_the_whole_session_and_ends_all_of_it(tmp_path: Path) -> None:
