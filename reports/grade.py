@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import math
 import shutil
+import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -31,7 +34,7 @@ from reports.grading import page
 from reports.grading.claims import ClassPlan, collect
 from reports.grading.folder import FolderError, Student, find_students, parse_shard, shard
 from reports.grading.limits import Limits, parse_size, size_text
-from reports.grading.sessions import REPO, VALIDATE_S, Result, child_env, describe, run_session, validate
+from reports.grading.sessions import REPO, RESULT_FILE, VALIDATE_S, Result, child_env, describe, run_session, validate
 from reports.grading.status import ClassStatus
 from reports.grading.table import ClassTable, read_row
 
@@ -46,6 +49,9 @@ TIMEOUT_FACTOR = 4.0
 time (cost model), so it scales with seeds, epochs and the model's measured speed."""
 MEMORY_SHARE = 0.8
 """Default memory limit: this share of the machine's memory, divided among the sessions that run at once."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop the grading as Ctrl-C does (a scheduler's end of job, a closed terminal): the children
+lead sessions of their own, so they would not get the signal and would outlive the grader."""
 
 
 def gpu_count() -> int:
@@ -82,7 +88,8 @@ def expected_session_s(training_s: float, workers: int) -> float:
 
 @dataclass
 class StudentSessions:
-    """What every student's grading shares: the claims to run, the session options, the limits, the display."""
+    """What every student's grading shares: the claims to run, the session options, the limits, the display;
+    `graded`: the students whose grading ended (a stopped session included), each with its saved Result."""
 
     nodeids: list[str]
     session_args: list[str]
@@ -91,6 +98,7 @@ class StudentSessions:
     validate_s: float
     status: ClassStatus
     stop: threading.Event
+    graded: dict[str, Result] = field(default_factory=dict)
 
     def grade(self, student: Student, directory: Path) -> Result:
         """Validate one submission (the memory limit, `validate_s` of wall time), then run its session under the
@@ -116,6 +124,7 @@ class StudentSessions:
             )  # fmt: skip
             self.status.end(student.name, describe(result), result.wall_s)
         result.save(directory)
+        self.graded[student.name] = result
         return result
 
 
@@ -125,7 +134,7 @@ def run_notebook(
     """The notebook's session, first and alone, without limits (the suite's own code): its claims, the baseline
     runs every student's claims then load, and the reference row."""
     result = Result("notebook", reference=True)
-    status.begin("notebook", "claims", Limits(), directory / "pytest.log")
+    status.begin("notebook", "claims", Limits(), directory / "pytest.log", student=False)
     run_session(
         result, nodeids, directory, pytest_args, Limits(), stop=stop,
         on_poll=lambda elapsed, rss: status.poll("notebook", elapsed, rss),
@@ -135,9 +144,10 @@ def run_notebook(
 
 
 def build_page(
-    out: Path, notebook_dir: Path | None, student_dirs: list[Path], plan: ClassPlan, grading: dict
+    out: Path, notebook_dir: Path | None, student_dirs: list[Path], plan: ClassPlan, grading: dict, limits: str
 ) -> list[Path]:
-    """The class page from the session directories: a whole class, or the slices of one merged."""
+    """The class page from the session directories: a whole class, or the slices of one merged (`limits`:
+    the limits per student as the page states them, per slice where they differ)."""
     model_name = grading["model_name"]
     claims, notebook_claims = plan.of_student(model_name), plan.of_notebook(model_name)
     notebook = None
@@ -149,7 +159,7 @@ def build_page(
         f"Each student's model replaced the notebook's {model_name} in a pytest session of its own, which ran "
         f"the {len(claims)} claim(s) that use it; the {len(notebook_claims)} claim(s) about the notebook's own "
         f"models ran once. Profile {plan.profile}, {plan.seeds} seed(s); pytest options: "
-        f"{' '.join(grading['pytest_args']) or 'none'}; limits per student: {grading['limits']}. Time: the "
+        f"{' '.join(grading['pytest_args']) or 'none'}; limits per student: {limits}. Time: the "
         "session's wall time. Hover a cell or follow its number for the reason of a not-applicable, errored "
         "or not-evidence cell."
     )
@@ -174,15 +184,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--student-timeout",
         type=float,
         metavar="SECONDS",
-        help=f"wall-time limit of a student's session (default: {TIMEOUT_BASE_S:.0f} s + {TIMEOUT_FACTOR:g} x its "
-        "planned training time)",
+        help=f"wall-time limit of a student's session, more than 0 (default: {TIMEOUT_BASE_S:.0f} s + "
+        f"{TIMEOUT_FACTOR:g} x its planned training time over its xdist workers)",
     )
     parser.add_argument(
         "--validate-timeout",
         type=float,
         default=VALIDATE_S,
         metavar="SECONDS",
-        help=f"wall-time limit of validating a submission, before its session (default {VALIDATE_S:.0f} s)",
+        help=f"wall-time limit of validating a submission, before its session, more than 0 (default "
+        f"{VALIDATE_S:.0f} s)",
     )
     parser.add_argument(
         "--student-memory",
@@ -203,35 +214,52 @@ def parse(argv: list[str]) -> argparse.Namespace:
         parser.error("give the folder of submissions (or --merge DIR...)")
     if args.jobs is not None and args.jobs < 1:
         parser.error("-j must be at least 1")
+    for option, seconds in (("--student-timeout", args.student_timeout), ("--validate-timeout", args.validate_timeout)):
+        if seconds is not None and not seconds > 0:
+            parser.error(f"{option} takes seconds more than 0, not {seconds:g}")
     if own := [a for a in args.pytest_args if a.split("=")[0] in OWN_OPTIONS]:
         parser.error(f"the grader sets {', '.join(own)} itself for every session; leave it out after --")
     return args
 
 
 def shard_option(text: str) -> tuple[int, int]:
+    """--shard's argparse type: 'I/N' -> (I, N), a bad value one usage error with parse_shard's message."""
     try:
         return parse_shard(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def agreement(plan: ClassPlan, grading: dict) -> tuple:
+    """What the slices of one grading share: the claims, profile, seeds, replaced model and pytest options. Not
+    the limits or the runs' costs: they follow each slice's size and the cache it found."""
+    claims = [(c.id, c.nodeid) for c in plan.claims]
+    return claims, plan.profile, plan.seeds, grading["model_name"], grading["pytest_args"]
+
+
 def merge(slices: list[Path], out: Path) -> int:
-    """One class page from graded slices: their students' sessions, the first slice's notebook session."""
+    """One class page from graded slices: the students each slice graded (by its grading.json, so that a
+    reused --out adds no stale rows), the first slice's notebook session."""
     plans, gradings, student_dirs = [], [], {}
     for directory in slices:
         try:
             plans.append(ClassPlan.read(directory / PLAN_FILE))
             gradings.append(json.loads((directory / GRADING_FILE).read_text()))
+            agreement(plans[-1], gradings[-1])
+            names = list(gradings[-1]["students"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"error: {directory} is not a graded class or slice ({e})", file=sys.stderr)
             return 2
-        for d in sorted((directory / "students").glob("*/session.json")):
-            name = d.parent.name
+        for name in names:
             if name in student_dirs:
                 print(f"error: {name} is in both {student_dirs[name].parent.parent} and {directory}", file=sys.stderr)
                 return 2
-            student_dirs[name] = d.parent
-    different = [str(d) for d, p, g in zip(slices, plans, gradings, strict=True) if (p, g) != (plans[0], gradings[0])]
+            student_dirs[name] = directory / "students" / name
+            if not (student_dirs[name] / RESULT_FILE).is_file():
+                print(f"error: {directory} graded {name} but has no students/{name}/{RESULT_FILE}", file=sys.stderr)
+                return 2
+    shared = agreement(plans[0], gradings[0])
+    different = [str(d) for d, p, g in zip(slices, plans, gradings, strict=True) if agreement(p, g) != shared]
     if different:
         print(
             f"error: {', '.join(different)} graded other claims or options than {slices[0]}; merge slices of one "
@@ -239,16 +267,39 @@ def merge(slices: list[Path], out: Path) -> int:
             file=sys.stderr,
         )
         return 2
-    paths = build_page(out, slices[0] / "notebook", list(student_dirs.values()), plans[0], gradings[0])
+    limits = [g["limits"] for g in gradings]
+    if len(set(limits)) > 1:
+        limits = [f"{text} ({d.name})" for d, text in zip(slices, limits, strict=True)]
+    limits_text = "; ".join(dict.fromkeys(limits))
+    paths = build_page(out, slices[0] / "notebook", list(student_dirs.values()), plans[0], gradings[0], limits_text)
     print(f"merged {len(slices)} slices: {len(student_dirs)} students")
     for path in paths:
         print(path.resolve())
     return 0
 
 
+@contextlib.contextmanager
+def stop_signals(received: list[int]) -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as Ctrl-C does, and are appended
+    to `received`; a repeat while the grading stops is ignored. The previous handlers come back after."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Grade the class (or merge slices); 0 once the page is written, whatever the verdicts; 2 on a usage error;
-    130 after Ctrl-C (the page then shows the students graded so far)."""
+    130 after Ctrl-C, 128 + the signal's number after SIGTERM or SIGHUP (the page then shows the students
+    graded so far)."""
     args = parse(sys.argv[1:] if argv is None else list(argv))
     if args.merge:
         return merge(args.merge, args.out)
@@ -284,12 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     jobs = args.jobs or default_jobs(cores, plan.workers, gpus)
     jobs = min(jobs, max(1, len(students)))
     training_s = plan.student_cost_s(args.model_name)
-    timeout = args.student_timeout or TIMEOUT_BASE_S + TIMEOUT_FACTOR * training_s / max(1, plan.workers)
+    timeout = args.student_timeout
+    if timeout is None:
+        timeout = TIMEOUT_BASE_S + TIMEOUT_FACTOR * training_s / max(1, plan.workers)
     memory = args.student_memory or int(MEMORY_SHARE * psutil.virtual_memory().total / jobs)
     limits = Limits(timeout, memory)
     validate_s = min(timeout, args.validate_timeout)
     limits_text = f"{timeout:.0f} s wall time ({validate_s:.0f} s to validate), {size_text(memory)} memory"
-    grading = {"model_name": args.model_name, "pytest_args": args.pytest_args, "limits": limits_text}
+    names = [s.name for s in students]
+    grading = {"model_name": args.model_name, "pytest_args": args.pytest_args, "limits": limits_text, "students": names}
     (out / GRADING_FILE).write_text(json.dumps(grading, indent=1))
     nodeids = [c.nodeid for c in plan.of_student(args.model_name)]
     student_s = expected_session_s(training_s, plan.workers)
@@ -307,38 +361,41 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     stop = threading.Event()
-    status = ClassStatus(len(students), jobs, student_s, sys.stdout)
+    status = ClassStatus(len(students), jobs, student_s, sys.stdout, notebook_s)
     session_args = [*args.pytest_args, *session_threads(args.pytest_args, jobs, plan.workers, cores)]
     sessions = StudentSessions(nodeids, session_args, args.model_name, limits, validate_s, status, stop)
     notebook_dir = out / "notebook"
-    results: dict[str, Result] = {}
-    interrupted = False
+    interrupted, received = False, []
     try:
-        with status:
+        with stop_signals(received), status:
             run_notebook(notebook_dir, [c.nodeid for c in plan.claims], args.pytest_args, status, stop)
             with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="student") as pool:
-                futures = {pool.submit(sessions.grade, s, out / "students" / s.name): s for s in students}
                 try:
+                    futures = [pool.submit(sessions.grade, s, out / "students" / s.name) for s in students]
                     for future in concurrent.futures.as_completed(futures):
-                        results[futures[future].name] = future.result()
+                        future.result()
                 except KeyboardInterrupt:
                     stop.set()  # before the pool waits for its threads: their sessions end now
                     pool.shutdown(cancel_futures=True)
                     raise
     except KeyboardInterrupt:
         interrupted = True
-        print("interrupted: the running sessions are stopped; the page shows the students graded so far", flush=True)
+        why = f"stopped by {signal.Signals(received[0]).name}" if received else "interrupted"
+        print(f"{why}: the running sessions are stopped; the page shows the students graded so far", flush=True)
+    results = sessions.graded  # each saved its own row, a stopped session's too; the others never began
     for s in students:
         if s.name not in results:
             Result(s.name, s.path.name, str(s.path), problem="not graded: the grading was interrupted").save(
                 out / "students" / s.name
             )
-    paths = build_page(out, notebook_dir, [out / "students" / s.name for s in students], plan, grading)
+    paths = build_page(out, notebook_dir, [out / "students" / s.name for s in students], plan, grading, limits_text)
     checked = sum(not r.problem for r in results.values())
     print(f"{checked} of {len(students)} submissions checked")
     for path in paths:
         print(path)
-    return 130 if interrupted else 0
+    if not interrupted:
+        return 0
+    return 128 + received[0] if received else 130
 
 
 if __name__ == "__main__":

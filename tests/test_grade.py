@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import psutil
 import pytest
 from rich.console import Console
 
+from fixtures.backend import cpu_cores
 from reports import grade
 from reports.grading import folder, limits, page
 from reports.grading.claims import ClaimInfo, ClassPlan
@@ -58,22 +62,42 @@ def test_no_submissions_is_one_clear_error(tmp_path: Path, capsys: pytest.Captur
     assert "holds no submissions" in captured.err and "ignored README.md" in captured.out
 
 
-def test_shards_partition_the_class_deterministically() -> None:
-    students = [folder.Student(f"s{i:02d}", Path(f"s{i:02d}.py")) for i in range(11)]
+def test_shards_partition_the_class_deterministically(tmp_path: Path) -> None:
+    """Each student in one slice, of sizes 4/4/3, and the same slices whatever order the folder lists its files."""
+    names = [f"s{i:02d}" for i in range(11)]
+    for name in reversed(names):  # created in reverse: a directory listing in creation order would differ
+        (tmp_path / f"{name}.py").write_text("")
+    students, _ = folder.find_students(tmp_path)
     slices = [folder.shard(students, i, 3) for i in (1, 2, 3)]
-    assert sorted(s.name for part in slices for s in part) == [s.name for s in students]  # each student once
-    assert [len(part) for part in slices] == [4, 4, 3] and slices == [folder.shard(students, i, 3) for i in (1, 2, 3)]
+    assert sorted(s.name for part in slices for s in part) == names  # each student once
+    assert [len(part) for part in slices] == [4, 4, 3]
+    assert [s.name for s in slices[1]] == ["s01", "s04", "s07", "s10"]  # every 3rd in name order, from the 2nd
     assert folder.parse_shard("2/3") == (2, 3)
     for bad in ("0/3", "4/3", "2", "a/b"):
         with pytest.raises(ValueError, match="--shard takes I/N"):
             folder.parse_shard(bad)
 
 
-def test_the_grader_refuses_options_it_sets_itself(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit):
-        grade.parse([str(tmp_path), "--out", "x", "--", "--claims-evidence", "elsewhere"])
-    with pytest.raises(SystemExit):
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--", "--claims-evidence", "elsewhere"], "the grader sets --claims-evidence itself for every session"),
+        (["--student-timeout", "0"], "--student-timeout takes seconds more than 0, not 0"),
+        (["--validate-timeout", "-5"], "--validate-timeout takes seconds more than 0, not -5"),
+        (["--shard", "3/2"], "--shard takes I/N with 1 <= I <= N (e.g. 2/4), not '3/2'"),
+    ],
+    ids=["own option", "timeout 0", "negative validate timeout", "bad shard"],
+)
+def test_the_grader_refuses_bad_options_with_one_line(tmp_path: Path, capsys, options: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit:
+        grade.parse([str(tmp_path), "--out", "x", *options])
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_merge_takes_graded_slices_only(capsys) -> None:
+    with pytest.raises(SystemExit) as exit:
         grade.parse(["--merge", "a", "--shard", "1/2", "--out", "x"])
+    assert exit.value.code == 2 and "--merge takes graded slices only" in capsys.readouterr().err
 
 
 # --- parallel sessions: jobs and threads -----------------------------------------------------
@@ -112,14 +136,35 @@ def test_the_live_status_shows_each_running_session_and_the_classs_eta(tmp_path:
     assert status.eta_s() == (90 + 90) / 2  # the finished session's time is now the expectation
 
 
+def test_the_eta_counts_the_notebooks_session_alone_before_the_students() -> None:
+    status = ClassStatus(total=3, jobs=2, expected_s=100.0, stream=io.StringIO(), notebook_s=50.0)
+    status.begin("notebook", "claims", limits.Limits(), student=False)
+    status.poll("notebook", 20.0, 2**29)
+    assert status.eta_s() == (50 - 20) + 3 * 100 / 2  # its rest, then all three students over 2 slots
+    status.end("notebook", "done in 45 s", student=False)
+    assert status.eta_s() == 3 * 100 / 2 and status.done == 0
+
+
 # --- the limits ------------------------------------------------------------------------------
 
 
-def test_a_child_past_its_wall_time_is_ended_and_says_so() -> None:
+def test_a_child_past_its_wall_time_is_ended_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TERM ends it; its group is never signalled once the leader is reaped (the id may be reused)."""
+    signalled, killpg = [], os.killpg
+    monkeypatch.setattr(os, "killpg", lambda pgid, sig: (signalled.append(sig), killpg(pgid, sig)))
     start = time.monotonic()
     outcome = limits.run_limited([sys.executable, "-c", "while True: pass"], limits.Limits(wall_s=2))
-    assert outcome.limit == "wall-time limit 2 s" and outcome.returncode != 0
+    assert outcome.limit == "wall-time limit 2 s" and outcome.returncode == -signal.SIGTERM
+    assert signalled == [signal.SIGTERM]  # no KILL to the group of a reaped leader
     assert 2 <= outcome.wall_s < 2 + limits.TERM_GRACE_S + 3 and time.monotonic() - start < 15
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "TERM_GRACE_S", 1.0)
+    deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.05)"
+    outcome = limits.run_limited([sys.executable, "-c", deaf], limits.Limits(wall_s=2))
+    assert outcome.limit == "wall-time limit 2 s" and outcome.returncode == -signal.SIGKILL
+    assert 2 + 1.0 <= outcome.wall_s < 2 + 1.0 + 3  # the TERM's grace waited out, then the KILL
 
 
 def test_memory_is_measured_over_the_whole_session_and_ends_all_of_it(tmp_path: Path) -> None:
@@ -325,8 +370,8 @@ def test_the_class_page_in_html_markdown_and_csv(tmp_path: Path) -> None:
         assert (tmp_path / "out" / figure).stat().st_size > 1000 and f'src="{figure}"' in text
 
     lines = md.read_text().splitlines()
-    assert "| arch-basic-param-counts | holds · total_params = 271,670 (n = 1) |" not in lines
-    assert any(line.startswith("| arch-basic-param-counts | holds") for line in lines)
+    assert "| arch-basic-param-counts | holds · arch-basic-param-counts_measure = 271,670 |" in lines  # no (n = 1)
+    assert "| overfitting-signature | holds · overfitting-signature_measure mean 0.011 (n = 3) |" in lines
     assert "| improved-99 | 1 | 0 | 0 | 0 | 0 | 1 | 2 |" in lines
     alice = next(line for line in lines if line.startswith("| alice |"))
     assert f"not applicable [{notes[reason]}]" in alice and f"{notes[reason]}. {reason}" in lines
@@ -338,6 +383,125 @@ def test_the_class_page_in_html_markdown_and_csv(tmp_path: Path) -> None:
     assert rows["alice"]["deeper-layer-shape reason"] == reason and rows["alice"]["peak_mib"] == "1024"
     assert rows["bob"]["improved-99 verdict"] == "not evidence" and rows["carol"]["improved-99 verdict"] == ""
     assert rows["dan"]["problem"].startswith("stopped after 31 s: memory limit")
+
+
+def graded_slice(directory: Path, names: list[str], limits_text: str) -> Path:
+    """A planted graded slice: the plan, grading.json naming `names`, and a session.json per student."""
+    directory.mkdir(parents=True)
+    (directory / grade.PLAN_FILE).write_text(json.dumps(dataclasses.asdict(PLAN)))
+    grading = {"model_name": "improved_cnn", "pytest_args": ["--seeds", "3"], "limits": limits_text, "students": names}
+    (directory / grade.GRADING_FILE).write_text(json.dumps(grading))
+    for name in names:
+        Result(name, f"{name}.py", problem=f"{name}.py: the model outputs (9,), not (10,)").save(
+            directory / "students" / name
+        )
+    return directory
+
+
+def test_merge_shows_each_slices_limits_and_only_the_students_it_graded(tmp_path: Path, capsys) -> None:
+    """Slices of 2 and 1 students with -j 2 get different memory limits: they still merge, the page says
+    which slice had which; a row an earlier grading left in a reused --out is not merged."""
+    first = graded_slice(tmp_path / "slice-1", ["ada", "cleo"], "900 s wall time, 9.6 GiB memory")
+    second = graded_slice(tmp_path / "slice-2", ["ben"], "900 s wall time, 19.2 GiB memory")
+    Result("gone", "gone.py", problem="from an earlier grading").save(second / "students" / "gone")
+    assert grade.main(["--merge", str(first), str(second), "--out", str(tmp_path / "class")]) == 0
+    assert "merged 2 slices: 3 students" in capsys.readouterr().out
+    assert list(rows_of(tmp_path / "class" / "class.csv")) == ["ada", "ben", "cleo"]
+    intro = (tmp_path / "class" / "class.md").read_text().splitlines()[2]
+    assert "limits per student: 900 s wall time, 9.6 GiB memory (slice-1); 900 s wall time, 19.2 GiB memory " \
+        "(slice-2)." in intro  # fmt: skip
+
+    grading = json.loads((second / grade.GRADING_FILE).read_text())
+    (second / grade.GRADING_FILE).write_text(json.dumps({**grading, "pytest_args": ["--seeds", "5"]}))
+    assert grade.main(["--merge", str(first), str(second), "--out", str(tmp_path / "mixed")]) == 2
+    assert "graded other claims or options than" in capsys.readouterr().err
+
+
+def test_an_interrupt_keeps_the_rows_of_the_sessions_that_ended_and_marks_the_others(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Ctrl-C while two students run: both end (their sessions stopped) and save their own rows; the third,
+    never begun, is "not graded"."""
+    for name in ("ada", "ben", "cleo"):
+        (tmp_path / f"{name}.py").write_text("")
+    monkeypatch.setattr(grade, "collect", lambda *args: PLAN)
+    monkeypatch.setattr(grade, "run_notebook", lambda *args: None)
+    monkeypatch.setattr(grade, "validate", lambda *args, **kwargs: "")
+    begun = threading.Barrier(2)
+
+    def session(result: Result, *args, stop: threading.Event, **kwargs) -> None:
+        begun.wait(timeout=30)
+        if result.name == "ben":
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, once both run
+        assert stop.wait(timeout=30)
+        result.wall_s, result.problem = 1.0, "stopped after 1 s: interrupted"
+
+    monkeypatch.setattr(grade, "run_session", session)
+    assert grade.main([str(tmp_path), "--out", str(tmp_path / "out"), "-j", "2", "--", "-p", "no:cacheprovider"]) == 130
+    rows = rows_of(tmp_path / "out" / "class.csv")
+    assert {name: row["problem"] for name, row in rows.items()} == {
+        "ada": "stopped after 1 s: interrupted",
+        "ben": "stopped after 1 s: interrupted",
+        "cleo": "not graded: the grading was interrupted",
+    }
+
+
+STUCK = """
+import os, pathlib, subprocess, sys, time
+
+
+def build():
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    pathlib.Path(PIDS).write_text(f"{os.getpid()} {grandchild.pid}")
+    time.sleep(120)
+"""
+GRADER = """
+import sys
+from fixtures.backend import cpu_cores
+from reports import grade
+from tests.test_grade import PLAN
+
+grade.collect = lambda *args: PLAN  # no collection child: the builder's validation is the first child
+grade.run_notebook = lambda *args: None
+sys.exit(grade.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_ends_every_childs_session_and_writes_the_page(tmp_path: Path, stop: signal.Signals) -> None:
+    """SIGTERM or SIGHUP to the grader while a builder (and a process it forked) hangs in its validation, in a
+    session of its own that the signal does not reach: both end, the row says so, the grader exits 128 + N."""
+    pids = tmp_path / "pids"
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "stuck.py").write_text(STUCK.replace("PIDS", repr(str(pids))))
+    out = tmp_path / "out"
+    grader = subprocess.Popen(
+        [sys.executable, "-c", GRADER, str(tmp_path / "class"), "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(600):
+            if pids.is_file() and len(pids.read_text().split()) == 2 or grader.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert pids.is_file(), grader.stdout.read() if grader.poll() is not None else "the builder never ran"
+        grader.send_signal(stop)
+        printed = grader.communicate(timeout=60)[0]
+    finally:
+        grader.kill()
+    assert grader.returncode == 128 + stop, printed
+    assert f"stopped by {stop.name}: the running sessions are stopped" in printed
+    for pid in map(int, pids.read_text().split()):
+        for _ in range(50):
+            if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"process {pid} of the builder's session outlived the grader")
+    assert rows_of(out / "class.csv")["stuck"]["problem"] == "stopped while validating the builder: interrupted"
 
 
 # --- real classes: sessions on the real MNIST at the smoke profile ----------------------------
@@ -413,7 +577,9 @@ def test_a_class_with_a_builder_that_never_returns_and_one_that_eats_memory(tmp_
                                                      "arch-basic-param-counts"}  # fmt: skip
     alice = json.loads((out / "students" / "alice" / "evidence.json").read_text())
     assert {c["id"] for c in alice["claims"]} == {"improved-99", "pooling-maps"}  # its claims only, not the arch-*
-    assert all(r["threads"] == 1 for r in alice["runs"] if r["source"] == "trained")  # 2 cores over 2 sessions
+    trained = [r for r in alice["runs"] if r["source"] == "trained"]
+    threads = max(1, cpu_cores() // 2)  # the cores over the 2 sessions at once, no xdist workers
+    assert trained and {r["threads"] for r in trained} == {threads}
 
 
 def test_two_slices_merged_give_the_whole_classs_table(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,3 +103,21 @@ def test_nox_lists_each_release_newest_first_then_jax_and_the_matrix() -> None:
     assert envs == tf + ["jax"] and releases == sorted(releases, reverse=True)
     assert {(2, 16), (2, 18), (2, 20), (2, 21)} <= set(releases)
     assert [s["name"] for s in sessions].count("matrix") == 1
+
+
+def test_the_class_workflow_finds_its_baseline_on_a_rerun_and_its_slices_for_one_as_for_many() -> None:
+    """The slices restore the baseline's cache key exactly, or fail: keyed on the run, not on the attempt that
+    "Re-run failed jobs" changes. Each artifact holds its slice's folder and the download merges them, so
+    slices/slice-N exists with 1 slice too (download-artifact extracts a single matched artifact flat)."""
+    text = (ROOT / ".github" / "workflows" / "class.yml").read_text(encoding="utf-8")
+    keys = re.findall(r"^ +key: (.+)$", text, re.MULTILINE)
+    assert len(keys) == 2 and len(set(keys)) == 1 and "run_attempt" not in keys[0], keys
+    assert re.search(r"^ +fail-on-cache-miss: true\b", text, re.MULTILINE)
+    out = re.search(r"^ +OUT: (\S+)/(\S+)-\$\{\{ matrix\.slice \}\}$", text, re.MULTILINE)
+    assert out, "the slice job's --out is no longer OUT: PARENT/NAME-${{ matrix.slice }}"
+    parent, name = out.groups()
+    upload = text[text.index("uses: actions/upload-artifact", out.end()) :].split("- ", 1)[0]
+    assert f"path: {parent}\n" in upload  # the folder's parent: the artifact keeps NAME-N
+    download = text[text.index("uses: actions/download-artifact") :].split("- ", 1)[0]
+    assert "merge-multiple: true" in download and "path: slices\n" in download
+    assert f"--merge slices/{name}-* " in text

@@ -35,6 +35,7 @@ class ClaimInfo:
     runs: tuple[dict[str, Any], ...]  # key, model, label, cost_s, cached
 
     def uses(self, model: str) -> bool:
+        """Whether one of its declared runs is of `model`: then a student replacing `model` changes it."""
         return any(r["model"] == model for r in self.runs)
 
     @property
@@ -55,8 +56,14 @@ class ClassPlan:
 
     @classmethod
     def read(cls, path: Path) -> ClassPlan:
+        """The plan the collection child wrote (PlanWriter), its JSON lists back as the tuples declared."""
         data = json.loads(path.read_text())
-        return cls(data["profile"], data["seeds"], data["workers"], tuple(ClaimInfo(**c) for c in data["claims"]))
+        return cls(
+            data["profile"],
+            data["seeds"],
+            data["workers"],
+            tuple(ClaimInfo(**{**c, "runs": tuple(c["runs"])}) for c in data["claims"]),
+        )
 
     def ordered(self, claims: list[ClaimInfo]) -> list[ClaimInfo]:
         """In the notebook's order: by report section (architecture, training, ..., analysis), then as collected."""

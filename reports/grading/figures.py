@@ -49,9 +49,10 @@ def verdict_counts(table: ClassTable, out: Path) -> tuple[str, str] | None:
 
 
 def headline_scatter(table: ClassTable, out: Path) -> tuple[str, str] | None:
-    """Each student's mean headline value of the first student claim against the second's (the improved CNN's
-    accuracy and overfitting measures), ±1 SD over seeds, coloured by the second claim's verdict; the
-    notebook's model is the star. Read from the recorded headlines, whatever each claim measures."""
+    """Each student's mean headline value of the first student claim against the second's (by default
+    improved-99's test accuracy and improved-no-overfit's val_loss_rise, the measure its rule refutes on),
+    ±1 SD over seeds, coloured by the second claim's verdict; the notebook's model is the star. Read from
+    the recorded headlines (a rule's first test), whatever each claim measures."""
     numeric = [c for c in table.claims if any(row.checked and row.cells[c.id].values for row in table.rows)]
     if len(numeric) < 2:
         return None
@@ -100,7 +101,8 @@ def headline_scatter(table: ClassTable, out: Path) -> tuple[str, str] | None:
     ax.set_title("Each student's model (★: the notebook's)")
     caption = (
         f"Each student's {names[x_claim.id]} ({x_claim.id}) against {names[y_claim.id]} ({y_claim.id}), "
-        "mean ± 1 SD over seeds; colour: the verdict of " + y_claim.id + "; ★ the notebook's model."
+        f"each claim's headline measure, mean ± 1 SD over seeds; colour: the verdict of {y_claim.id}, whose "
+        "rule may also weigh measures not drawn here (see the claim); ★ the notebook's model."
     )
     return _save(fig, out, "class-headlines.png", caption)
 

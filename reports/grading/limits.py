@@ -130,14 +130,14 @@ def run_limited(
                     child.wait(TERM_GRACE_S)
                 except subprocess.TimeoutExpired:
                     pass
-                kill_session(child.pid)
+                kill_session(child.pid, group=child.poll() is None)  # the wait may have reaped the leader
                 break
             try:
                 child.wait(POLL_S)
             except subprocess.TimeoutExpired:
                 pass
     except BaseException:
-        kill_session(child.pid)
+        kill_session(child.pid, group=child.poll() is None)
         child.wait()
         raise
     returncode = child.wait()

@@ -34,22 +34,23 @@ class Result:
     path: str = ""  # its absolute path, shortened to the file name in the reasons shown
     reference: bool = False
     problem: str = ""  # why there is no evidence: a broken submission, a limit it hit, a crash
-    limit: str = ""  # the limit that ended it, if one did
     wall_s: float | None = None  # the session's wall time (validation not included)
     peak_bytes: int | None = None  # the most memory its processes held at once
 
     def save(self, directory: Path) -> None:
+        """Write session.json into `directory` (created if need be): the row's source when the page is built."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / RESULT_FILE).write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
     def read(cls, directory: Path) -> Result:
+        """The Result a session saved in `directory`."""
         return cls(**json.loads((directory / RESULT_FILE).read_text()))
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The children's environment: the grader's, with TensorFlow's C++ logging quiet unless asked for."""
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), **(extra or {})}
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
 
 
 def last_line(path: Path) -> str:
@@ -129,7 +130,7 @@ def run_session(
         outcome: Outcome = run_limited(
             command, limits, stdout=log, cwd=REPO, env=child_env(), stop=stop, on_poll=on_poll
         )
-    result.wall_s, result.peak_bytes, result.limit = outcome.wall_s, outcome.peak_bytes, outcome.limit
+    result.wall_s, result.peak_bytes = outcome.wall_s, outcome.peak_bytes
     if outcome.limit:
         result.problem = f"stopped after {outcome.wall_s:.0f} s: {outcome.limit}"
     elif outcome.returncode not in (0, 1):  # 1: some claim refuted; anything else: the session itself went wrong

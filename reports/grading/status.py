@@ -36,12 +36,12 @@ def log_tail(path: Path | None) -> str:
 
 @dataclass
 class Running:
-    """One student's session in progress."""
+    """One session in progress: a student's, or the notebook's (not `student`)."""
 
     stage: str
-    started: float
     log: Path | None
     limits: Limits
+    student: bool = True
     elapsed_s: float = 0.0
     rss: int = 0
 
@@ -49,8 +49,8 @@ class Running:
 class ClassStatus:
     """The class's progress, fed by the students' threads (`begin`, `poll`, `end`) and shown by a Live display."""
 
-    def __init__(self, total: int, jobs: int, expected_s: float, stream: TextIO) -> None:
-        self.total, self.jobs, self.expected_s = total, jobs, expected_s
+    def __init__(self, total: int, jobs: int, expected_s: float, stream: TextIO, notebook_s: float = 0.0) -> None:
+        self.total, self.jobs, self.expected_s, self.notebook_s = total, jobs, expected_s, notebook_s
         self.console = Console(file=stream)
         self.running: dict[str, Running] = {}
         self.session_s: list[float] = []  # wall times of the finished students' sessions
@@ -77,14 +77,15 @@ class ClassStatus:
         else:
             print(text, file=self.console.file, flush=True)
 
-    def begin(self, name: str, stage: str, limits: Limits, log: Path | None = None) -> None:
+    def begin(self, name: str, stage: str, limits: Limits, log: Path | None = None, student: bool = True) -> None:
         """A session starts: `stage` (validating, claims) under `limits`, its log shown as it grows."""
         with self._lock:
-            self.running[name] = Running(stage, time.monotonic(), log, limits)
+            self.running[name] = Running(stage, log, limits, student)
         if self._live is None:
             self.line(f"{name}: {stage} ...")
 
     def poll(self, name: str, elapsed_s: float, rss: int) -> None:
+        """A running session's latest measure: seconds since it began and its processes' resident memory."""
         with self._lock:
             if name in self.running:
                 self.running[name].elapsed_s, self.running[name].rss = elapsed_s, rss
@@ -99,13 +100,16 @@ class ClassStatus:
         self.line(f"[{self.done}/{self.total}] {name}: {text}" if student else f"{name}: {text}")
 
     def eta_s(self) -> float:
-        """Seconds left: each running session's expected time less its elapsed, and the waiting ones', over the
-        parallel slots; expected: the median of the finished sessions, else the cost model's estimate."""
+        """Seconds left: the notebook's session's rest while it runs (alone, before the students), then each
+        running student's expected time less its elapsed, and the waiting ones', over the parallel slots;
+        expected: the median of the finished students' sessions, else the cost model's estimate."""
         expected = statistics.median(self.session_s) if self.session_s else self.expected_s
         with self._lock:
-            running = [max(0.0, expected - r.elapsed_s) for r in self.running.values() if r.stage != "validating"]
+            sessions = [r for r in self.running.values() if r.stage != "validating"]
+            notebook = sum(max(0.0, self.notebook_s - r.elapsed_s) for r in sessions if not r.student)
+            running = [max(0.0, expected - r.elapsed_s) for r in sessions if r.student]
             waiting = self.total - self.done - len(running)
-        return (sum(running) + waiting * expected) / max(1, self.jobs)
+        return notebook + (sum(running) + waiting * expected) / max(1, self.jobs)
 
     def __rich__(self) -> Any:
         elapsed = time.monotonic() - self.started
