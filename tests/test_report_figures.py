@@ -75,7 +75,18 @@ def test_a_count_test_s_detectable_text_claims_no_power() -> None:
                 "method": "m",
                 "alpha": 0.05,
                 "decision": "holds",
+                "holds_at": 0.05,
+                "refutes_at": 0.025,
             }
         }
     )
-    assert rows[0]["test"] == "m: p(holds) = 0.016, p(refuted) = 1 at α = 0.05 → holds"
+    assert rows[0]["test"] == (
+        "m: p(holds) = 0.016 (holds needs < α = 0.05), p(refuted) = 1 (refutes at < α/2 = 0.025) → holds"
+    )
+
+
+def test_a_test_recorded_without_the_rule_s_levels_says_its_decision_is_its_own() -> None:
+    """Evidence from before the levels were recorded: the test's decision alone, labelled so, not as the rule's."""
+    old = {"mean": 0.0, "n": 5, "p_holds": 1.0, "p_refutes": 1 / 32, "method": "m", "alpha": 0.05}
+    (row,) = build.stat_rows({"rises_16_vs_half": {**old, "decision": "refuted"}})
+    assert "alone, at its own α = 0.05 → refuted" in row["test"] and "see the claim's verdict" in row["test"]
