@@ -227,6 +227,22 @@ def test_regression_finds_exactly_the_planted_changes() -> None:
     assert [(r.label, round(r.ratio, 2)) for r in changes.slower_runs] == [("mlp bs=64 ep=10 seed=1", 1.25)]
     assert [(v.name, v.before, v.after) for v in changes.versions] == [("tensorflow", "2.21.0", "2.22.0")]
     assert changes.added == changes.removed == []
+    assert {s.after.method for s in changes.statistics} == {"student-t 95%"}  # each at its recorded level
+
+
+def test_count_tests_record_no_interval_and_the_statistics_rule_says_they_are_not_compared() -> None:
+    """A count test's p moved from deciding to not, yet no interval exists to compare: it is left out, as the
+    stated rule says, not silently."""
+    base, _ = make_evidence()
+    now = copy.deepcopy(base)
+    counts = {"mean": 1.0, "ci_low": None, "ci_high": None, "ci_method": "none: an exact test on counts"}
+    for data, mean in ((base, 1.0), (now, -1.0)):
+        claim = next(c for c in data["claims"] if c["id"] == "batch-small-unstable")
+        claim["statistics"] = {"rises_16_vs_128": {**counts, "mean": mean}}
+    changes = regression.compare(as_evidence(base), as_evidence(now))
+    assert not [s for s in changes.statistics if s.claim_id == "batch-small-unstable"]
+    assert "a count test" in regression.STAT_RULE and "not compared here" in regression.STAT_RULE
+    assert "95% confidence interval" not in regression.STAT_RULE
 
 
 def test_regression_of_identical_evidence_is_empty() -> None:
