@@ -110,12 +110,19 @@ def layer_tables(claims: list[dict]) -> dict[str, list[dict]]:
     return tables
 
 
-def look(entry: dict) -> str:
-    """One sequential look as a line: seeds, statistic, p against its boundary, decision."""
+def look(entry: dict, unit: str = "seeds") -> str:
+    """One sequential look as a line: seeds (or rounds), statistic, p against its boundary, decision."""
     return (
-        f"n = {num(entry.get('n'))}: statistic {num(entry.get('statistic'))}, p = {num(entry.get('p'))} "
+        f"{num(entry.get('n'))} {unit}: statistic {num(entry.get('statistic'))}, p = {num(entry.get('p'))} "
         f"vs boundary α = {num(entry.get('alpha'))} → {entry.get('verdict')}"
     )
+
+
+def looks_unit(claim: dict) -> str:
+    """What a claim's looks count: seeds, or a timing claim's rounds. Evidence from before the unit was recorded:
+    rounds where the looks record an interval (a timing look does, a seed look does not)."""
+    looks = claim.get("looks") or [{}]
+    return claim.get("looks_unit") or ("rounds" if "ci_low" in looks[0] else "seeds")
 
 
 def detectable(claim: dict) -> str:
@@ -195,6 +202,7 @@ def build(ev: Evidence, out: Path, baseline: Evidence | None = None) -> Path:
             sections=sections,
             stat_rows=stat_rows,
             look=look,
+            looks_unit=looks_unit,
             detectable=detectable,
             run_labels={r["key"]: r["label"] for r in ev.runs},
             layer_tables=layer_tables(claims),

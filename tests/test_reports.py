@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import regression
+from reports import build, regression
 from reports.__main__ import main
 from reports.build import SECTIONS
 from tests.planted import ARCH_IDS, as_evidence, comparison, make_evidence, summary, write
@@ -65,8 +65,9 @@ def test_report_has_every_section_and_claim_anchor(report: Path) -> None:
 def test_report_shows_looks_and_detectable_effect_next_to_the_verdict(report: Path) -> None:
     html = (report / "index.html").read_text()
     row = html.split('data-claim="cnn-vs-mlp-time"', 1)[1].split("</tr>", 1)[0]
-    assert "n = 3: statistic 1.1, p = 0.16 vs boundary α = 0.0167 → inconclusive" in row
-    assert "n = 5: statistic 1.3" in row
+    assert "3 rounds: statistic 1.1, p = 0.16 vs boundary α = 0.0167 → inconclusive" in row
+    assert "5 rounds: statistic 1.3" in row
+    assert "<th>Look: rounds</th>" in html.split('id="cnn-vs-mlp-time"', 1)[1]
     assert (
         "smallest effect detectable with 80% power is 0.83 (observed 0.31); the observed effect would need 17 seeds"
         in row
@@ -228,6 +229,13 @@ def test_regression_finds_exactly_the_planted_changes() -> None:
     assert [(v.name, v.before, v.after) for v in changes.versions] == [("tensorflow", "2.21.0", "2.22.0")]
     assert changes.added == changes.removed == []
     assert {s.after.method for s in changes.statistics} == {"student-t 95%"}  # each at its recorded level
+
+
+def test_looks_count_seeds_or_rounds_even_in_evidence_that_did_not_record_which() -> None:
+    timing_look = {"n": 5, "mean": 3.3, "ci_low": 2.7, "ci_high": 4.0, "statistic": 10.3, "p": 0.0005}
+    assert build.looks_unit({"looks": [timing_look]}) == "rounds"
+    assert build.looks_unit({"looks": [{"n": 3, "statistic": 4.2, "p": 0.026}]}) == "seeds"
+    assert build.looks_unit({"looks": [timing_look], "looks_unit": "seeds"}) == "seeds"  # recorded: it decides
 
 
 def test_count_tests_record_no_interval_and_the_statistics_rule_says_they_are_not_compared() -> None:
