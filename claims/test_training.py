@@ -19,7 +19,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from fixtures import backend, stats, timing
-from fixtures.claim import Ruling, Verdict, rule
+from fixtures.claim import Part, Ruling, Verdict, rule
 from fixtures.recipes import BATCH_SIZES, NOTEBOOK_STEPS, basic, basic_128, batch_sweep, improved, mlp
 
 Q_RESULTS = "Q: What do you think of 1) the final accuracy and 2) the training time, compared to the MLP of last time?"
@@ -220,22 +220,22 @@ number on the CNN/MLP gap (its one factor, "divided by a factor 5 or so", is wha
 
 
 def timing_ruling(
-    name: str, look: timing.Look, ratios: Sequence[float], failed: Sequence[float], **test: Any
+    name: str, look: timing.Look, ratios: Sequence[float], failed: Sequence[float], test: str, threshold: Any
 ) -> Ruling:
     """A timing claim's Ruling from its last look: the look's verdict; the round ratios, the look's geometric mean
-    and interval (and the failed rounds) as the headline; the look, with the ratios and `test`'s one entry (name:
-    threshold), as its test."""
+    and interval (and the failed rounds) as the headline; the look, with the ratios and the `threshold` it was
+    tested against, as its one test, named `test`, which holds and refutes at the look's alpha."""
     text = f"{name} {look.mean:.2f} [{look.ci_low:.2f}, {look.ci_high:.2f}] after {look.n} rounds" + (
         f" ({len(failed)} failed round(s) set aside and redrawn: ratio {list(failed)})" if failed else ""
     )
-    ((test_name, threshold),) = test.items()
     return Ruling(
         Verdict(look.verdict),
         {"name": name, "values": list(ratios), "higher_is_better": None, "text": text},
         look.statistic,
         look.p,
         look.alpha,
-        tests={test_name: {**look.to_dict(), "values": list(ratios), "threshold": threshold}},
+        tests={test: {**look.to_dict(), "values": list(ratios), "threshold": threshold}},
+        parts={test: Part(look.alpha, look.alpha)},
     )
 
 
@@ -247,7 +247,7 @@ def cnn_vs_mlp_time_rule(cpu_ratios: Sequence[float], alpha: float, failed: Sequ
     holds if the (1 - alpha) t-CI of the geometric-mean ratio lies above MUCH_SLOWER = 2, refuted if below, else
     inconclusive. A round whose ratio is not positive failed to measure: it is recorded and redrawn."""
     look = timing.ratio_look(cpu_ratios, MUCH_SLOWER, alpha)
-    return timing_ruling("CNN/MLP CPU time per training step", look, cpu_ratios, failed, cpu_ratio=MUCH_SLOWER)
+    return timing_ruling("CNN/MLP CPU time per training step", look, cpu_ratios, failed, "cpu_ratio", MUCH_SLOWER)
 
 
 @pytest.mark.claim("cnn-vs-mlp-time", question=Q_RESULTS, runs=(basic, mlp))
@@ -332,7 +332,9 @@ def gpu_speedup_rule(ratios: Sequence[float], alpha: float, failed: Sequence[flo
     FACTOR_5_OR_SO = [3.16, 7.07], refuted if it lies wholly below or wholly above, else inconclusive. A round
     whose ratio is not positive failed to measure: it is recorded and redrawn."""
     look = timing.band_look(ratios, FACTOR_5_OR_SO, alpha)
-    return timing_ruling("CPU/GPU wall time per training step", look, ratios, failed, cpu_over_gpu_ratio=FACTOR_5_OR_SO)
+    return timing_ruling(
+        "CPU/GPU wall time per training step", look, ratios, failed, "cpu_over_gpu_ratio", FACTOR_5_OR_SO
+    )
 
 
 @pytest.mark.claim("gpu-speedup")
@@ -396,6 +398,7 @@ def small_batch_unstable_rule(rise16: Sequence[float], rise128: Sequence[float],
     comparison = stats.counts(risen(rise16), risen(rise128), alpha)
     often = stats.rate(risen(rise16), UNSTABLE_RATE, alpha)
     tests = {"rises_16_vs_128": comparison, "rises_16_vs_half": often}
+    parts = {"rises_16_vs_128": Part(alpha, alpha / 2), "rises_16_vs_half": Part(None, alpha / 2)}
     headline = {
         "name": "loss_log_rise_16",
         "values": list(rise16),
@@ -403,15 +406,15 @@ def small_batch_unstable_rule(rise16: Sequence[float], rise128: Sequence[float],
         "text": f"loss increased again (doubled) at batch 16 vs 128: {comparison.describe()}; "
         f"at 16 vs half the runs: {often.describe()}",
     }
-    if often.p_refutes < alpha / 2:
-        return Ruling(Verdict.REFUTED, headline, often.statistic, 2 * often.p_refutes, alpha, tests=tests)
-    if comparison.p_holds < alpha:
-        return Ruling(Verdict.HOLDS, headline, comparison.statistic, comparison.p_holds, alpha, tests=tests)
-    if comparison.p_refutes < alpha / 2:
-        return Ruling(Verdict.REFUTED, headline, comparison.statistic, 2 * comparison.p_refutes, alpha, tests=tests)
-    return Ruling(
-        Verdict.INCONCLUSIVE, headline, comparison.statistic, comparison.p_holds, alpha, comparison, tests=tests
-    )
+    ruled = {"tests": tests, "parts": parts}
+    if parts["rises_16_vs_half"].decision(often) is Verdict.REFUTED:
+        return Ruling(Verdict.REFUTED, headline, often.statistic, 2 * often.p_refutes, alpha, **ruled)
+    decided = parts["rises_16_vs_128"].decision(comparison)
+    if decided is Verdict.HOLDS:
+        return Ruling(Verdict.HOLDS, headline, comparison.statistic, comparison.p_holds, alpha, **ruled)
+    if decided is Verdict.REFUTED:
+        return Ruling(Verdict.REFUTED, headline, comparison.statistic, 2 * comparison.p_refutes, alpha, **ruled)
+    return Ruling(Verdict.INCONCLUSIVE, headline, comparison.statistic, comparison.p_holds, alpha, comparison, **ruled)
 
 
 @pytest.mark.claim("batch-small-unstable", question=Q_BATCH, runs=(batch_sweep,))

@@ -63,10 +63,7 @@ def stat_rows(statistics: dict) -> list[dict]:
         if "mean" in s:
             rows.append({"name": name, **s})
             if "p_holds" in s:  # a rule's test: how it decided
-                rows[-1]["test"] = (
-                    f"{s.get('method')}: p(holds) = {num(s.get('p_holds'))}, p(refuted) = {num(s.get('p_refutes'))} "
-                    f"at α = {num(s.get('alpha'))} → {s.get('decision')}"
-                )
+                rows[-1]["test"] = f"{s.get('method')}: {part_decision(s)}"
             continue
         for part in ("a", "b", "diff"):
             rows.append({"name": f"{name} · {part}", **s.get(part, {})})
@@ -76,6 +73,31 @@ def stat_rows(statistics: dict) -> list[dict]:
             f"t-test p = {num(s.get('t_pvalue'))}, {'higher' if s.get('higher_is_better', True) else 'lower'} is better"
         )
     return rows
+
+
+def level(at: float | None, alpha: float | None) -> str:
+    """A level the rule uses, as a share of the test's own alpha where it is one (α, α/2, α/3) and as a number."""
+    if not isinstance(alpha, (int, float)) or not isinstance(at, (int, float)) or at <= 0:
+        return num(at)
+    k = alpha / at
+    share = "α" if math.isclose(k, 1) else f"α/{round(k)}" if math.isclose(k, round(k)) else None
+    return f"{share} = {num(at)}" if share else num(at)
+
+
+def part_decision(s: dict) -> str:
+    """How a rule took one of its tests: p of holding and of refuting against the levels the rule holds and
+    refutes at (or that it cannot), and the decision as the rule takes it. Evidence recorded before the levels
+    were shows the test's own alpha, labelled as such, since its decision alone may not be the rule's."""
+    p_holds, p_refutes = f"p(holds) = {num(s.get('p_holds'))}", f"p(refuted) = {num(s.get('p_refutes'))}"
+    if "refutes_at" not in s:
+        return (
+            f"{p_holds}, {p_refutes}; alone, at its own α = {num(s.get('alpha'))} → {s.get('decision')} (this "
+            "evidence does not record the levels the rule combines it at: see the claim's verdict)"
+        )
+    alpha, holds_at, refutes_at = s.get("alpha"), s.get("holds_at"), s.get("refutes_at")
+    holds = f"holds needs < {level(holds_at, alpha)}" if holds_at is not None else "cannot make the claim hold"
+    refutes = f"refutes at < {level(refutes_at, alpha)}" if refutes_at is not None else "cannot refute"
+    return f"{p_holds} ({holds}), {p_refutes} ({refutes}) → {s.get('decision')}"
 
 
 def layer_tables(claims: list[dict]) -> dict[str, list[dict]]:
@@ -88,12 +110,19 @@ def layer_tables(claims: list[dict]) -> dict[str, list[dict]]:
     return tables
 
 
-def look(entry: dict) -> str:
-    """One sequential look as a line: seeds, statistic, p against its boundary, decision."""
+def look(entry: dict, unit: str = "seeds") -> str:
+    """One sequential look as a line: seeds (or rounds), statistic, p against its boundary, decision."""
     return (
-        f"n = {num(entry.get('n'))}: statistic {num(entry.get('statistic'))}, p = {num(entry.get('p'))} "
+        f"{num(entry.get('n'))} {unit}: statistic {num(entry.get('statistic'))}, p = {num(entry.get('p'))} "
         f"vs boundary α = {num(entry.get('alpha'))} → {entry.get('verdict')}"
     )
+
+
+def looks_unit(claim: dict) -> str:
+    """What a claim's looks count: seeds, or a timing claim's rounds. Evidence from before the unit was recorded:
+    rounds where the looks record an interval (a timing look does, a seed look does not)."""
+    looks = claim.get("looks") or [{}]
+    return claim.get("looks_unit") or ("rounds" if "ci_low" in looks[0] else "seeds")
 
 
 def detectable(claim: dict) -> str:
@@ -173,6 +202,7 @@ def build(ev: Evidence, out: Path, baseline: Evidence | None = None) -> Path:
             sections=sections,
             stat_rows=stat_rows,
             look=look,
+            looks_unit=looks_unit,
             detectable=detectable,
             run_labels={r["key"]: r["label"] for r in ev.runs},
             layer_tables=layer_tables(claims),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -84,6 +85,21 @@ def _grid(maps: np.ndarray, ncols: int, title: str) -> plt.Figure:
     return fig
 
 
+def rule_parts(claim: dict) -> str:
+    """Each test the claim's rule combined, with its decision as the rule takes it (and "cannot refute" or
+    "refutes only" where the rule takes it one way); evidence recorded before the rule's levels were gives each
+    test's decision alone, labelled so."""
+    tests = {name: s for name, s in (claim.get("statistics") or {}).items() if isinstance(s, dict) and "p_holds" in s}
+    roles = {(True, False): " (cannot refute)", (False, True): " (refutes only)"}
+
+    def role(s: dict) -> str:
+        return roles.get((s.get("holds_at") is not None, s.get("refutes_at") is not None), "")
+
+    text = ", ".join(f"{name} {s.get('decision')}{role(s)}" for name, s in tests.items())
+    old = any("refutes_at" not in s for s in tests.values())
+    return text + (" (each alone, at its own α: this evidence does not record the rule's levels)" if old else "")
+
+
 def _is_basic(run: dict) -> bool:
     return run["model"] == "basic_cnn" and (run.get("model_config") or {}).get("padding", "valid") == "valid"
 
@@ -152,7 +168,8 @@ def training_curves(ev: Evidence, out: Path) -> list[Figure]:
             rises = ", ".join(f"{math.expm1(m['val_loss_rise']):+.1%}" for m in measured.values())
             caption += (
                 f" Right: each seed's validation loss relative to its lowest value before the last epoch (the dot on "
-                f"the left); the final rise ({rises}) is what {claim['id']} compares with +{threshold:.1%}: "
+                f"the left); the final rise ({rises}) is what {claim['id']} compares with +{threshold:.1%} "
+                f"(val_loss_rise), one of the parts it decides on: {rule_parts(claim)}. Verdict: "
                 f"{display_verdict(claim)}."
             )
         for ax in axes:
@@ -226,7 +243,9 @@ def batch_size(ev: Evidence, out: Path) -> list[Figure]:
                 out,
                 "batch-instability.png",
                 f"Orange: single seeds (a NaN loss at the top); {unstable['id']} counts the seeds above the dashed "
-                f"line at batch 16 against 128: {display_verdict(unstable)}.",
+                f"line at batch 16 against those at 128 (rises_16_vs_128) and against half the runs "
+                f"(rises_16_vs_half, which can only refute): {rule_parts(unstable)}. Verdict: "
+                f"{display_verdict(unstable)}.",
             )
         )
     return figures
@@ -242,7 +261,8 @@ def _points_with_ci(ax: plt.Axes, groups: dict[str, list[float]], ylabel: str) -
 
 
 def cnn_vs_mlp(ev: Evidence, out: Path) -> list[Figure]:
-    """Test accuracy and seconds per epoch of the CNN and the MLP, per seed and with 95% CIs."""
+    """Test accuracy and seconds per epoch of the CNN and the MLP, per seed and with 95% CIs; the GPU's speed-up as
+    the per-round ratios gpu-speedup decides on."""
     figures = []
     comparison = (ev.claim("cnn-vs-mlp-accuracy") or {}).get("statistics", {}).get("test_accuracy")
     if comparison:
@@ -260,26 +280,46 @@ def cnn_vs_mlp(ev: Evidence, out: Path) -> list[Figure]:
         ax.set_title(f"Training time on {device.get('cpu') if isinstance(device, dict) else device}")
         figures.append(_save(fig, out, "cnn-vs-mlp-time.png", "Bars: mean with 95% CI; dots: single rounds."))
     speedup = ev.claim("gpu-speedup") or {}
-    if (speedup.get("measured") or {}).get("wall_s_per_epoch"):
-        measured = speedup["measured"]
-        fig, ax = plt.subplots(figsize=(5, 4))
-        _points_with_ci(
-            ax,
-            {"GPU": measured["wall_s_per_epoch"]["gpu"], "CPU": measured["wall_s_per_epoch"]["cpu"]},
-            "Wall seconds per epoch",
-        )
-        ax.set_title(f"Basic CNN on {', '.join(measured['device']['gpus'])} vs its CPU")
-        low, high = measured["band"]
-        figures.append(
-            _save(
-                fig,
-                out,
-                "gpu-speedup.png",
-                f"Bars: mean with 95% CI; dots: single rounds. gpu-speedup asks CPU/GPU in [{low:.2f}, {high:.2f}]: "
-                f"{display_verdict(speedup)}.",
-            )
-        )
+    if (speedup.get("measured") or {}).get("cpu_over_gpu_ratio"):
+        figures.append(_gpu_speedup(speedup, out))
     return figures
+
+
+def _gpu_speedup(claim: dict, out: Path) -> Figure:
+    """What gpu-speedup decides on: the per-round CPU/GPU ratios on a log axis, the band they are held against,
+    and the last look's geometric mean with its interval (the one the rule compares with the band)."""
+    measured = claim["measured"]
+    ratios, (low, high) = measured["cpu_over_gpu_ratio"], measured["band"]
+    look = (claim.get("looks") or [{}])[-1]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.axhspan(low, high, color="tab:green", alpha=0.15, lw=0, label=f"a factor 5 or so: [{low:.2f}, {high:.2f}]")
+    ax.plot(range(1, len(ratios) + 1), ratios, "k.", label="one round")
+    interval = ""
+    if all(isinstance(look.get(k), (int, float)) and math.isfinite(look[k]) for k in ("mean", "ci_low", "ci_high")):
+        x = len(ratios) + 1.5
+        bounds = [[look["mean"] - look["ci_low"]], [look["ci_high"] - look["mean"]]]
+        ax.errorbar([x], [look["mean"]], yerr=bounds, fmt="o", color="tab:blue", capsize=6, label="last look")
+        interval = (
+            f"blue: the last look's geometric mean {look['mean']:.2f} and its {look.get('ci_method', 'interval')} "
+            f"[{look['ci_low']:.2f}, {look['ci_high']:.2f}] after {look.get('n', '—')} rounds, at α = "
+            f"{look.get('alpha', math.nan):.3g}; "
+        )
+    ax.set_yscale("log")
+    shown = [low, high, *ratios] + [look[k] for k in ("ci_low", "ci_high") if interval]
+    ax.set_ylim(min(shown) / 1.3, max(shown) * 1.3)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.set(xlabel="Round", ylabel="CPU / GPU wall time per step")
+    ax.set_title(f"Basic CNN on {', '.join(measured['device']['gpus'])} vs its CPU")
+    ax.legend(fontsize=8)
+    return _save(
+        fig,
+        out,
+        "gpu-speedup.png",
+        f"Black: the CPU/GPU wall-time ratio of each round (log scale); {interval}green: the band [{low:.2f}, "
+        f"{high:.2f}]. gpu-speedup holds if that interval lies inside the band, refuted if wholly outside: "
+        f"{display_verdict(claim)}.",
+    )
 
 
 def inside(ev: Evidence, out: Path) -> list[Figure]:

@@ -18,7 +18,7 @@ BACKEND_LIBRARY = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 @dataclass
 class Column:
     label: str
-    evidence: Evidence | None
+    evidence: Evidence
 
 
 @dataclass
@@ -87,10 +87,10 @@ def headline_text(claim: dict | None) -> str:
 def rows(cols: list[Column]) -> list[Row]:
     """One row per claim in any column, in the first column's order, then the others'; each cell is set
     against the first column's (verdict differs, Welch test of the headline values)."""
-    ids = list(dict.fromkeys(c["id"] for col in cols if col.evidence for c in col.evidence.claims))
+    ids = list(dict.fromkeys(c["id"] for col in cols for c in col.evidence.claims))
     out = []
     for cid in ids:
-        claims = [col.evidence.claim(cid) if col.evidence else None for col in cols]
+        claims = [col.evidence.claim(cid) for col in cols]
         verdicts = [display_verdict(c) if c else "absent" for c in claims]
         cells = [
             Cell(

@@ -11,8 +11,11 @@ from reports.evidence import Evidence, display_verdict
 
 SLOWDOWN = 0.20
 STAT_RULE = (
-    "a statistic moved when its 95% confidence interval now and in the baseline do not overlap "
-    "(for comparisons: each of a, b and their difference)"
+    "a statistic moved when the interval it records now and in the baseline do not overlap (for comparisons: each "
+    "of a, b and their difference); each is compared at its own recorded level (its ci_method: 95% for a plain "
+    "summary, (1 - 2α) for a rule's one-sided test, (1 - α) on log ratios for a timing look); a count test (exact "
+    "test on how many seeds an event happened to) records no interval and is not compared here: a change in its "
+    "verdict is, by the verdict rule"
 )
 VERDICT_RULE = (
     f"a verdict change is significant when baseline and now differ by {twosample.RULE}; "
@@ -45,6 +48,7 @@ class Interval:
     mean: float
     low: float
     high: float
+    method: str  # the recorded ci_method: which interval, at which level
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ def _moved(claim_id: str, before: dict, after: dict) -> list[StatChange]:
     moved = []
     for name in (n for n in after if n in before):
         for part, b, a in _summaries(name, before[name], after[name]):
-            i0, i1 = Interval(b["mean"], b["ci_low"], b["ci_high"]), Interval(a["mean"], a["ci_low"], a["ci_high"])
+            i0, i1 = (Interval(x["mean"], x["ci_low"], x["ci_high"], x.get("ci_method") or "?") for x in (b, a))
             if _finite(i0.low, i0.high, i1.low, i1.high) and (i1.low > i0.high or i1.high < i0.low):
                 moved.append(StatChange(claim_id, part, i0, i1))
     return moved

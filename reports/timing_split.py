@@ -46,11 +46,6 @@ PARTS = (
 ISO = "%Y-%m-%dT%H:%M:%S%z"
 
 
-def iso(unix: float) -> str:
-    """A Unix time as evidence.json writes its session's times."""
-    return datetime.fromtimestamp(unix).astimezone().strftime(ISO)
-
-
 def run_parts(run: dict[str, Any]) -> dict[str, float]:
     """One trained run's seconds by part (they sum to its time from start to end). The first epoch's training and
     validation each count their excess over the median of the later epochs' as compile."""
@@ -133,10 +128,15 @@ def report(document: dict[str, Any]) -> str:
     lines = [
         f"session {session['started']} to {session['finished']}: {wall:.0f} s wall, {session.get('workers')} workers"
     ]
-    every = [r for r in document.get("runs", []) if r.get("source") == "trained"]
+    started_at = session["started"]
+    every = [
+        r
+        for r in document.get("runs", [])
+        if r.get("source") == "trained" and r.get("session", started_at) == started_at
+    ]
     lines.append(
-        f"{len(every)} trained runs, {sum(r['wall_s'] for r in every):.0f} s of training summed (each run's wall_s); "
-        f"{len(trained)} with phase records"
+        f"{len(every)} runs trained in this session, {sum(r['wall_s'] for r in every):.0f} s of training summed "
+        f"(each run's wall_s); {len(trained)} with phase records"
     )
     for r in sorted(every, key=lambda r: -r["wall_s"]):
         steps = r.get("steps_per_execution", 1)
@@ -161,7 +161,8 @@ def report(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> str:
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print the split of the session in an evidence.json (the argument, else the report's default)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("evidence", nargs="?", help="evidence.json (default: where `python -m reports` looks)")
     args = parser.parse_args(argv)
@@ -169,9 +170,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         path = report_evidence.resolve(Path(args.evidence) if args.evidence else None)
     except report_evidence.EvidenceError as e:
         parser.exit(2, f"{e}\n")
-    text = report(json.loads(Path(path).read_text(encoding="utf-8")))
-    print(text)
-    return text
+    print(report(json.loads(Path(path).read_text(encoding="utf-8"))))
 
 
 if __name__ == "__main__":

@@ -246,6 +246,7 @@ def make_evidence() -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
         {"n": 3, "statistic": 1.1, "p": 0.16, "alpha": 0.0167, "verdict": "inconclusive"},
         {"n": 5, "statistic": 1.3, "p": 0.12, "alpha": 0.0167, "verdict": "inconclusive"},
     ]
+    time_claim["looks_unit"] = "rounds"
     time_claim["detectable"] = {"effect": 0.83, "seeds_needed": 17, "observed": 0.31, "power": 0.8}
     filters = rng.normal(size=(3, 3, 1, 32))
     probs = rng.dirichlet(np.ones(10) * 0.3, size=6)

@@ -213,7 +213,7 @@ def test_seeds_auto_looks_at_3_5_8_and_stops_when_decided(pytester: pytest.Pytes
     claims = {c["id"]: c for c in evidence(pytester)["claims"]}
     decided, undecided = claims["c-decided-at-5"], claims["c-never-decided"]
     assert [(look["n"], look["verdict"]) for look in decided["looks"]] == [(3, "inconclusive"), (5, "holds")]
-    assert decided["seeds"] == [0, 1, 2, 3, 4]
+    assert decided["seeds"] == [0, 1, 2, 3, 4] and decided["looks_unit"] == "seeds"
     assert [look["n"] for look in undecided["looks"]] == [3, 5, 8] and undecided["seeds"] == list(range(8))
     assert [look["alpha"] for look in undecided["looks"]] == [pytest.approx(0.05 / 3)] * 3
     assert undecided["detectable"]["seeds_needed"] > 8

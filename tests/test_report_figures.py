@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from claims.test_training import FACTOR_5_OR_SO
+from fixtures import timing
 from reports import build, figures
 from tests.planted import as_evidence, make_evidence
 
@@ -36,7 +38,8 @@ def test_training_curve_caption_gives_each_seed_s_rise_and_the_verdict(tmp_path:
     claim = next(c for c in data["claims"] if c["id"] == "overfitting-signature")
     rises = [m["val_loss_rise"] for m in claim["measured"]["per_seed"]]
     assert all(f"{math.expm1(r):+.1%}" in basic.caption for r in rises)
-    assert "overfitting-signature compares with +21.5%: known refutation" in basic.caption
+    assert "overfitting-signature compares with +21.5% (val_loss_rise)" in basic.caption
+    assert basic.caption.endswith("Verdict: known refutation.")
     assert (tmp_path / basic.src).stat().st_size > 1000
 
 
@@ -54,9 +57,16 @@ def test_instability_figure_counts_the_seeds_the_rule_counts(tmp_path: Path) -> 
         "risen_from": math.log(2),
     }
     drawn = [f for f in figures.batch_size(as_evidence(data), tmp_path) if f.src == "batch-instability.png"]
+    claim["statistics"] = {
+        "rises_16_vs_128": {"p_holds": 1.0, "p_refutes": 0.001, "decision": "refuted", "holds_at": 0.05},
+        "rises_16_vs_half": {"p_holds": 0.01, "p_refutes": 1.0, "decision": "inconclusive", "holds_at": None},
+    }
+    for part in claim["statistics"].values():
+        part["refutes_at"] = 0.025
+    drawn = [f for f in figures.batch_size(as_evidence(data), tmp_path) if f.src == "batch-instability.png"]
+    assert len(drawn) == 1 and "at batch 16 against those at 128 (rises_16_vs_128) and against half" in drawn[0].caption
     assert (
-        len(drawn) == 1
-        and "counts the seeds above the dashed line at batch 16 against 128: refuted" in drawn[0].caption
+        "rises_16_vs_128 refuted, rises_16_vs_half inconclusive (refutes only). Verdict: refuted." in drawn[0].caption
     )
 
 
@@ -75,7 +85,72 @@ def test_a_count_test_s_detectable_text_claims_no_power() -> None:
                 "method": "m",
                 "alpha": 0.05,
                 "decision": "holds",
+                "holds_at": 0.05,
+                "refutes_at": 0.025,
             }
         }
     )
-    assert rows[0]["test"] == "m: p(holds) = 0.016, p(refuted) = 1 at α = 0.05 → holds"
+    assert rows[0]["test"] == (
+        "m: p(holds) = 0.016 (holds needs < α = 0.05), p(refuted) = 1 (refutes at < α/2 = 0.025) → holds"
+    )
+
+
+def test_a_test_recorded_without_the_rule_s_levels_says_its_decision_is_its_own() -> None:
+    """Evidence from before the levels were recorded: the test's decision alone, labelled so, not as the rule's."""
+    old = {"mean": 0.0, "n": 5, "p_holds": 1.0, "p_refutes": 1 / 32, "method": "m", "alpha": 0.05}
+    (row,) = build.stat_rows({"rises_16_vs_half": {**old, "decision": "refuted"}})
+    assert "alone, at its own α = 0.05 → refuted" in row["test"] and "see the claim's verdict" in row["test"]
+
+
+def _gpu_speedup(ratios: list[float]) -> dict:
+    """A gpu-speedup claim as the suite records it: the rounds' ratios, the band and the last look."""
+    look = timing.band_look(ratios, FACTOR_5_OR_SO, 0.05 / 3)
+    return {
+        "id": "gpu-speedup",
+        "verdict": look.verdict,
+        "known_refutation": None,
+        "measured": {
+            "cpu_over_gpu_ratio": ratios,
+            "band": list(FACTOR_5_OR_SO),
+            "wall_s_per_epoch": {"gpu": [1.0] * len(ratios), "cpu": ratios},
+            "device": {"cpu": "AMD EPYC test", "gpus": ["NVIDIA H200"]},
+        },
+        "looks": [look.to_dict()],
+    }
+
+
+def test_gpu_speedup_figure_shows_the_ratio_interval_the_rule_holds_against_the_band(tmp_path: Path) -> None:
+    """The figure draws what gpu-speedup decides on (per-round ratios, the band, the last look's interval), and its
+    caption's verdict is the claim's, inside the band and above it."""
+    for ratios, verdict in (([4.1, 4.6, 3.9, 4.8, 4.3], "holds"), ([19.0, 21.5, 20.2, 22.1, 18.7], "refuted")):
+        data, _ = make_evidence()
+        claim = _gpu_speedup(ratios)
+        data["claims"].append(claim)
+        (drawn,) = [f for f in figures.cnn_vs_mlp(as_evidence(data), tmp_path) if f.src == "gpu-speedup.png"]
+        look = claim["looks"][0]
+        assert claim["verdict"] == verdict and (
+            look["ci_low"] > 7.07 if verdict == "refuted" else look["ci_high"] < 7.07
+        )
+        assert f"[{look['ci_low']:.2f}, {look['ci_high']:.2f}] after 5 rounds" in drawn.caption
+        assert "student-t 98.3% on log ratios" in drawn.caption and drawn.caption.endswith(f": {verdict}.")
+        assert "green: the band [3.16, 7.07]" in drawn.caption
+        assert (tmp_path / drawn.src).stat().st_size > 1000
+
+
+def test_overfitting_caption_names_every_part_the_verdict_decided_on(tmp_path: Path) -> None:
+    """The rise is one of three parts: the caption gives each part's decision as the rule takes it, so a rise that
+    holds beside a gap that does not cannot read as the verdict."""
+    data, _ = make_evidence()
+    claim = next(c for c in data["claims"] if c["id"] == "overfitting-signature")
+    part = {"mean": 0.3, "n": 3, "p_holds": 0.01, "p_refutes": 0.99, "alpha": 0.05, "holds_at": 0.05}
+    claim["statistics"] = {
+        "val_loss_rise": {**part, "decision": "holds", "refutes_at": 0.05 / 3},
+        "train_loss_fall": {**part, "decision": "holds", "refutes_at": 0.05 / 3},
+        "train_minus_val_accuracy": {**part, "p_holds": 0.4, "decision": "inconclusive", "refutes_at": 0.05 / 3},
+    }
+    claim.update(verdict="inconclusive", known_refutation=None)
+    basic = next(f for f in figures.training_curves(as_evidence(_with_trajectory(data)), tmp_path) if "basic" in f.src)
+    assert (
+        "val_loss_rise holds, train_loss_fall holds, train_minus_val_accuracy inconclusive. Verdict: inconclusive."
+        in basic.caption
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import regression
+from reports import build, regression
 from reports.__main__ import main
 from reports.build import SECTIONS
 from tests.planted import ARCH_IDS, as_evidence, comparison, make_evidence, summary, write
@@ -65,8 +65,9 @@ def test_report_has_every_section_and_claim_anchor(report: Path) -> None:
 def test_report_shows_looks_and_detectable_effect_next_to_the_verdict(report: Path) -> None:
     html = (report / "index.html").read_text()
     row = html.split('data-claim="cnn-vs-mlp-time"', 1)[1].split("</tr>", 1)[0]
-    assert "n = 3: statistic 1.1, p = 0.16 vs boundary α = 0.0167 → inconclusive" in row
-    assert "n = 5: statistic 1.3" in row
+    assert "3 rounds: statistic 1.1, p = 0.16 vs boundary α = 0.0167 → inconclusive" in row
+    assert "5 rounds: statistic 1.3" in row
+    assert "<th>Look: rounds</th>" in html.split('id="cnn-vs-mlp-time"', 1)[1]
     assert (
         "smallest effect detectable with 80% power is 0.83 (observed 0.31); the observed effect would need 17 seeds"
         in row
@@ -227,6 +228,29 @@ def test_regression_finds_exactly_the_planted_changes() -> None:
     assert [(r.label, round(r.ratio, 2)) for r in changes.slower_runs] == [("mlp bs=64 ep=10 seed=1", 1.25)]
     assert [(v.name, v.before, v.after) for v in changes.versions] == [("tensorflow", "2.21.0", "2.22.0")]
     assert changes.added == changes.removed == []
+    assert {s.after.method for s in changes.statistics} == {"student-t 95%"}  # each at its recorded level
+
+
+def test_looks_count_seeds_or_rounds_even_in_evidence_that_did_not_record_which() -> None:
+    timing_look = {"n": 5, "mean": 3.3, "ci_low": 2.7, "ci_high": 4.0, "statistic": 10.3, "p": 0.0005}
+    assert build.looks_unit({"looks": [timing_look]}) == "rounds"
+    assert build.looks_unit({"looks": [{"n": 3, "statistic": 4.2, "p": 0.026}]}) == "seeds"
+    assert build.looks_unit({"looks": [timing_look], "looks_unit": "seeds"}) == "seeds"  # recorded: it decides
+
+
+def test_count_tests_record_no_interval_and_the_statistics_rule_says_they_are_not_compared() -> None:
+    """A count test's p moved from deciding to not, yet no interval exists to compare: it is left out, as the
+    stated rule says, not silently."""
+    base, _ = make_evidence()
+    now = copy.deepcopy(base)
+    counts = {"mean": 1.0, "ci_low": None, "ci_high": None, "ci_method": "none: an exact test on counts"}
+    for data, mean in ((base, 1.0), (now, -1.0)):
+        claim = next(c for c in data["claims"] if c["id"] == "batch-small-unstable")
+        claim["statistics"] = {"rises_16_vs_128": {**counts, "mean": mean}}
+    changes = regression.compare(as_evidence(base), as_evidence(now))
+    assert not [s for s in changes.statistics if s.claim_id == "batch-small-unstable"]
+    assert "a count test" in regression.STAT_RULE and "not compared here" in regression.STAT_RULE
+    assert "95% confidence interval" not in regression.STAT_RULE
 
 
 def test_regression_of_identical_evidence_is_empty() -> None:

@@ -7,6 +7,7 @@ has no rule test under tests/.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from claims import test_training as training
 from fixtures import models
 from fixtures.claim import Verdict
 from fixtures.stats import log_rise
+from reports import build
 
 REPO = Path(__file__).resolve().parent.parent
 H, R, I = Verdict.HOLDS, Verdict.REFUTED, Verdict.INCONCLUSIVE
@@ -215,6 +217,48 @@ def test_making_one_seed_more_unstable_never_weakens_the_verdict():
             after = training.small_batch_unstable_rule(raised, rise128)
             assert rank[after.verdict] >= rank[before.verdict], (rise16, raised, rise128)
             assert after.tests["rises_16_vs_128"].p_holds <= before.tests["rises_16_vs_128"].p_holds
+
+
+@pytest.mark.rule_of("batch-small-unstable")
+def test_no_recorded_part_reads_refuted_when_the_claim_is_inconclusive():
+    """5 seeds, none doubling at either batch size: 0 of 5 against half the runs has p = 1/32, below its own alpha
+    but not below the alpha/2 the rule refutes at, so the claim and every recorded part are inconclusive, and the
+    report's test column says the level."""
+    ruling = training.small_batch_unstable_rule([-0.02] * 5, [-0.03] * 5)
+    recorded = ruling.recorded_tests()
+    half = recorded["rises_16_vs_half"]
+    assert ruling.verdict is I and half["p_refutes"] == pytest.approx(1 / 32)
+    assert ruling.tests["rises_16_vs_half"].decision() is R  # alone, at its own alpha, it would read "refuted"
+    assert (half["decision"], half["holds_at"], half["refutes_at"]) == ("inconclusive", None, 0.025)
+    assert [t["decision"] for t in recorded.values()] == ["inconclusive", "inconclusive"]
+    texts = [row["test"] for row in build.stat_rows(recorded)]
+    assert "(refutes at < α/2 = 0.025) → inconclusive" in texts[1] and "cannot make the claim hold" in texts[1]
+    assert not any("→ refuted" in t for t in texts)
+    assert (
+        training.small_batch_unstable_rule([-0.02] * 6, [-0.03] * 6).recorded_tests()["rises_16_vs_half"]["decision"]
+        == "refuted"
+    )  # 1/64 < 0.025: from 6 seeds on it refutes, and the claim with it
+
+
+@pytest.mark.rule_of("improved-no-overfit")
+def test_a_part_that_cannot_refute_is_recorded_so():
+    """The gap comparison only withholds "holds": a gap wider than the basic CNN's reads inconclusive, not refuted,
+    while the rise part refutes at alpha (the only part that can)."""
+    rises, wide = [-0.01, -0.02, -0.015], [0.011, 0.012, 0.0115]
+    ruling = training.no_overfit_rule(rises, wide, [0.001, 0.0012, 0.0011])
+    recorded = ruling.recorded_tests()
+    gap, rise = recorded["basic_minus_improved_gap"], recorded["val_loss_rise"]
+    assert ruling.verdict is I and ruling.tests["basic_minus_improved_gap"].decision() is R
+    assert (gap["decision"], gap["refutes_at"], rise["refutes_at"]) == ("inconclusive", None, 0.05)
+    assert "(cannot refute) → inconclusive" in build.part_decision(gap)
+
+
+def test_a_ruling_whose_verdict_disagrees_with_its_parts_is_not_recorded():
+    refuted = training.small_batch_unstable_rule([-0.02] * 6, [-0.03] * 6)
+    with pytest.raises(ValueError, match="disagrees with its parts"):
+        dataclasses.replace(refuted, verdict=I).recorded_tests()
+    with pytest.raises(ValueError, match="must name its tests"):
+        dataclasses.replace(refuted, parts={})
 
 
 @pytest.mark.rule_of("batch-128-beats-64")

@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import json
 import statistics
+from datetime import datetime
 
 import pytest
 
@@ -156,15 +157,25 @@ def test_timing_split_adds_up_to_each_worker_s_wall_time(tmp_path):
     assert split.total["training steps"] > 0 and split.total["validation"] > 0
 
 
-def test_timing_split_reads_an_evidence_file(tmp_path):
+def iso(unix: float) -> str:
+    """A Unix time as evidence.json writes its session's times."""
+    return datetime.fromtimestamp(unix).astimezone().strftime(timing_split.ISO)
+
+
+def test_timing_split_reads_an_evidence_file(tmp_path, capsys):
+    """Only this session's trained runs are counted: one kept from an earlier session is not."""
     store = tiny_store(tmp_path / "runs")
     run = store.get(store.spec("tiny", batch_size=32, epochs=2, seed=0)).to_evidence()
     started = run["timeline"]["process_started"] - 1
-    session = {"started": timing_split.iso(started), "finished": timing_split.iso(run["timeline"]["finished"] + 5)}
+    session = {"started": iso(started), "finished": iso(run["timeline"]["finished"] + 5)}
+    earlier = {**run, "source": "trained", "session": iso(started - 86400), "label": "from yesterday"}
     path = tmp_path / "evidence.json"
-    path.write_text(json.dumps({"session": session, "runs": [{**run, "source": "trained"}], "claims": []}))
-    text = timing_split.main([str(path)])
-    assert "start-up" in text and "after training" in text and "1 trained runs" in text
+    runs = [{**run, "source": "trained", "session": session["started"]}, earlier]
+    path.write_text(json.dumps({"session": session, "runs": runs, "claims": []}))
+    timing_split.main([str(path)])
+    text = capsys.readouterr().out
+    assert "start-up" in text and "after training" in text and "1 runs trained in this session" in text
+    assert "from yesterday" not in text
 
 
 def test_the_resolved_settings_are_what_the_backend_declares():
