@@ -209,7 +209,12 @@ def make_evidence() -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
             "cnn-vs-mlp-time",
             "training",
             "inconclusive",
-            {"s_per_epoch": {"basic_cnn": [5.0, 5.2, 4.9], "mlp": [1.0, 1.1, 0.9]}, "ratio": 5.0, "device": "cpu"},
+            {
+                "s_per_epoch": {"basic_cnn": [5.0, 5.2, 4.9], "mlp": [1.0, 1.1, 0.9]},
+                "cpu_ratio": [5.0, 4.7, 5.4],
+                "threshold": 2.0,
+                "device": "cpu",
+            },
             {"ratio": summary([5.0, 4.7, 5.4])},
         ),
         claim("feature-maps-are-filters", "analysis", arrays=True),

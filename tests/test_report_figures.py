@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
-from claims.test_training import FACTOR_5_OR_SO
+import pytest
+
+from claims.test_training import FACTOR_5_OR_SO, MUCH_SLOWER
 from fixtures import timing
 from reports import build, figures
 from tests.planted import as_evidence, make_evidence
@@ -102,39 +105,72 @@ def test_a_test_recorded_without_the_rule_s_levels_says_its_decision_is_its_own(
     assert "alone, at its own α = 0.05 → refuted" in row["test"] and "see the claim's verdict" in row["test"]
 
 
-def _gpu_speedup(ratios: list[float]) -> dict:
-    """A gpu-speedup claim as the suite records it: the rounds' ratios, the band and the last look."""
-    look = timing.band_look(ratios, FACTOR_5_OR_SO, 0.05 / 3)
+def _timing_claim(claim_id: str, look: timing.Look, measured: dict, measure: str) -> dict:
+    """A timing claim as the suite records it: what it measured, the rule's measure and its last look."""
     return {
-        "id": "gpu-speedup",
+        "id": claim_id,
         "verdict": look.verdict,
         "known_refutation": None,
-        "measured": {
-            "cpu_over_gpu_ratio": ratios,
-            "band": list(FACTOR_5_OR_SO),
-            "wall_s_per_epoch": {"gpu": [1.0] * len(ratios), "cpu": ratios},
-            "device": {"cpu": "AMD EPYC test", "gpus": ["NVIDIA H200"]},
-        },
+        "measured": measured,
+        "headline": {"name": measure, "values": [], "higher_is_better": None, "text": measure},
         "looks": [look.to_dict()],
     }
 
 
-def test_gpu_speedup_figure_shows_the_ratio_interval_the_rule_holds_against_the_band(tmp_path: Path) -> None:
-    """The figure draws what gpu-speedup decides on (per-round ratios, the band, the last look's interval), and its
-    caption's verdict is the claim's, inside the band and above it."""
-    for ratios, verdict in (([4.1, 4.6, 3.9, 4.8, 4.3], "holds"), ([19.0, 21.5, 20.2, 22.1, 18.7], "refuted")):
-        data, _ = make_evidence()
-        claim = _gpu_speedup(ratios)
-        data["claims"].append(claim)
-        (drawn,) = [f for f in figures.cnn_vs_mlp(as_evidence(data), tmp_path) if f.src == "gpu-speedup.png"]
-        look = claim["looks"][0]
-        assert claim["verdict"] == verdict and (
-            look["ci_low"] > 7.07 if verdict == "refuted" else look["ci_high"] < 7.07
-        )
-        assert f"[{look['ci_low']:.2f}, {look['ci_high']:.2f}] after 5 rounds" in drawn.caption
-        assert "student-t 98.3% on log ratios" in drawn.caption and drawn.caption.endswith(f": {verdict}.")
-        assert "green: the band [3.16, 7.07]" in drawn.caption
-        assert (tmp_path / drawn.src).stat().st_size > 1000
+def _gpu_speedup(ratios: list[float]) -> dict:
+    """A gpu-speedup claim: the rounds' ratios, the band and the last look."""
+    measured = {
+        "cpu_over_gpu_ratio": ratios,
+        "band": list(FACTOR_5_OR_SO),
+        "wall_s_per_epoch": {"gpu": [1.0] * len(ratios), "cpu": ratios},
+        "device": {"cpu": "AMD EPYC test", "gpus": ["NVIDIA H200"]},
+    }
+    look = timing.band_look(ratios, FACTOR_5_OR_SO, 0.05 / 3)
+    return _timing_claim("gpu-speedup", look, measured, "CPU/GPU wall time per training step")
+
+
+def _cnn_vs_mlp_time(ratios: list[float]) -> dict:
+    """A cnn-vs-mlp-time claim: the rounds' CPU-time ratios, the threshold, the last look and the wall times the
+    claim records beside its rule."""
+    measured = {
+        "s_per_epoch": {"basic_cnn": [5.0] * len(ratios), "mlp": [5.0 / r for r in ratios]},
+        "cpu_ratio": ratios,
+        "wall_ratio": [9.0] * len(ratios),
+        "threshold": MUCH_SLOWER,
+        "device": {"cpu": "Intel test", "gpus": []},
+    }
+    look = timing.ratio_look(ratios, MUCH_SLOWER, 0.05 / 3)
+    return _timing_claim("cnn-vs-mlp-time", look, measured, "CNN/MLP CPU time per training step")
+
+
+@pytest.mark.parametrize(
+    "plant, ratios, verdict, region",
+    [
+        (_gpu_speedup, [4.1, 4.6, 3.9, 4.8, 4.3], "holds", 'green: the band [3.16, 7.07], "a factor 5 or so"'),
+        (_gpu_speedup, [19.0, 21.5, 20.2, 22.1, 18.7], "refuted", "green: the band [3.16, 7.07]"),
+        (_cnn_vs_mlp_time, [3.7, 3.1, 3.5, 2.8, 3.5], "holds", 'green: above 2, "much slower" read as more than 2'),
+        (_cnn_vs_mlp_time, [1.3, 1.5, 1.2, 1.4, 1.35], "refuted", 'green: above 2, "much slower"'),
+    ],
+)
+def test_timing_figure_shows_the_ratio_interval_the_rule_holds_against_its_region(
+    tmp_path: Path, plant: Callable[[list[float]], dict], ratios: list[float], verdict: str, region: str
+) -> None:
+    """The figure draws what the timing claim decides on (per-round ratios, the region the rule holds the last
+    look's interval against, that interval), and its caption names the rule's measure, the region's source, the
+    interval's level and the claim's verdict, which the look's interval agrees with."""
+    data, _ = make_evidence()
+    claim = plant(ratios)
+    data["claims"] = [c for c in data["claims"] if c["id"] != claim["id"]] + [claim]
+    (drawn,) = [f for f in figures.cnn_vs_mlp(as_evidence(data), tmp_path) if f.src == f"{claim['id']}.png"]
+    look, (low, high) = claim["looks"][0], claim["measured"].get("band", (MUCH_SLOWER, math.inf))
+    inside, outside = low < look["ci_low"] and look["ci_high"] < high, look["ci_high"] < low or look["ci_low"] > high
+    assert claim["verdict"] == verdict and (inside if verdict == "holds" else outside)
+    assert f"Black: each round's {claim['headline']['name']} ratio" in drawn.caption
+    assert f"{look['mean']:.2f} and its student-t 98.3% on log ratios [{look['ci_low']:.2f}, " in drawn.caption
+    assert f"{look['ci_high']:.2f}] after 5 rounds, at α = 0.0167" in drawn.caption
+    assert region in drawn.caption and drawn.caption.endswith(f"Verdict: {verdict}.")
+    assert claim["id"] == "gpu-speedup" or "wall" not in drawn.caption  # its wall-time ratio is no part of its rule
+    assert (tmp_path / drawn.src).stat().st_size > 1000
 
 
 def test_overfitting_caption_names_every_part_the_verdict_decided_on(tmp_path: Path) -> None:
