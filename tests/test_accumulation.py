@@ -266,7 +266,7 @@ def test_a_claim_that_errors_now_drops_the_verdict_an_earlier_session_recorded(
     monkeypatch.setenv("CRASH", "1")
     result = suite.runpytest_subprocess("-p", "xdist", *workers, "-k", "c-crashes")  # no claim records a verdict
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*evidence: *; no verdict recorded now, earlier evidence dropped: c-crashes)*"])
+    result.stdout.fnmatch_lines(["*evidence: *; no verdict now, so no earlier record kept: c-crashes)*"])
     now = recorded(directory)
     assert set(now) == {"c-holds", "c-kept", "c-inconclusive"}  # not the crashed claim's earlier "holds"
     assert now["c-kept"] == first["c-kept"] and now["c-holds"] == first["c-holds"]
