@@ -237,6 +237,42 @@ def test_sessions_accumulate_and_fresh_evidence_starts_afresh(suite: pytest.Pyte
     assert set(recorded(directory)) == {"c-kept"}
 
 
+CRASHING = '''
+import os
+import numpy as np
+import pytest
+from fixtures.claim import Verdict
+from tests.planted import planted
+
+@pytest.mark.claim("c-crashes")
+def test_crashes(claim):
+    """It holds until CRASH is set: then it errors after saving its arrays, before its verdict."""
+    claim.save_arrays(z=np.arange(5))
+    if os.environ.get("CRASH"):
+        raise RuntimeError("planted crash before claim.check")
+    claim.check(planted(Verdict.HOLDS), summary="3 > 2", seeds=[0])
+'''
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_claim_that_errors_now_drops_the_verdict_an_earlier_session_recorded(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    suite.makepyfile(test_crashing=CRASHING)
+    directory = suite.path / ".pytest_cache/d/claims-evidence"
+    suite.runpytest_subprocess().assert_outcomes(passed=3, skipped=1)
+    first = recorded(directory)
+    assert first["c-crashes"]["verdict"] == "holds"
+    monkeypatch.setenv("CRASH", "1")
+    result = suite.runpytest_subprocess("-p", "xdist", *workers, "-k", "c-crashes")  # no claim records a verdict
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*evidence: *; no verdict now, so no earlier record kept: c-crashes)*"])
+    now = recorded(directory)
+    assert set(now) == {"c-holds", "c-kept", "c-inconclusive"}  # not the crashed claim's earlier "holds"
+    assert now["c-kept"] == first["c-kept"] and now["c-holds"] == first["c-holds"]
+    assert not (directory / "arrays" / "c-crashes.npz").exists()  # this session overwrote them, then crashed
+
+
 def test_without_the_cache_plugin_the_user_cache_dir_is_used_and_named(suite: pytest.Pytester, tmp_path: Path) -> None:
     result = suite.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, skipped=1)

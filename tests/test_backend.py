@@ -436,11 +436,14 @@ def test_the_recorded_loss_path_is_the_one_keras_takes(name):
         assert seen["from"] == ("logits" if name == "tensorflow" else "clipped probabilities"), model
 
 
-def test_impossible_determinism_fails_each_training_claim_with_one_line(pytester):
+@pytest.mark.parametrize("declares", [False, True], ids=["undeclared", "declared-runs"])
+def test_impossible_determinism_fails_each_training_claim_with_one_line(pytester, declares):
     """Where the backend refuses deterministic ops (planted here, as on a JAX GPU), every test that needs the run
-    store fails with the refusal's one line, before any training and without a traceback."""
+    store fails with the refusal's one line, before any training and without a traceback; also when the claims
+    declare runs, so that the session plan asks for the store (and meets the refusal) before any test does."""
     pytester.makefile(".toml", pyproject=f'[tool.pytest.ini_options]\npythonpath = ["{REPO}"]\n')
     pytester.makeconftest((REPO / "conftest.py").read_text())
+    marker = "@pytest.mark.claim('needs-runs', runs=(recipes.first_basic,))" if declares else ""
     pytester.makepyfile(
         refusing_gpu="""
         from fixtures import backend, session
@@ -454,9 +457,11 @@ def test_impossible_determinism_fails_each_training_claim_with_one_line(pytester
                 kind.set_determinism = refuse
             session.Context.mnist = property(lambda self: tiny_data())
         """,
-        test_needs_runs="""
+        test_needs_runs=f"""
         import pytest
+        from fixtures import recipes
 
+        {marker}
         @pytest.mark.parametrize("i", range(2))
         def test_needs_runs(runs, i):
             pass

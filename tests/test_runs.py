@@ -189,6 +189,21 @@ def test_tampered_entry_is_detected_and_retrained(store, tmp_path, victim):
     assert again.history == run.history
 
 
+def test_a_corrupt_entry_whose_deletion_stops_half_way_is_out_of_the_way_of_its_retraining(
+    store, tmp_path, monkeypatch
+):
+    """The discarded entry is renamed aside before it is deleted, so the retrained run can be sealed in its place
+    even when the deletion leaves files behind (planted: a deletion that removes nothing)."""
+    spec = store.spec("tiny", batch_size=32, epochs=2, seed=0)
+    run = store.get(spec)
+    (run.path / MODEL_FILE).write_bytes(b"tampered")
+    monkeypatch.setattr("fixtures.runs.shutil.rmtree", lambda path, ignore_errors=False: None)
+    with pytest.warns(UserWarning, match=f"corrupt.*{MODEL_FILE}"):
+        again = tiny_store(tmp_path).get(spec)
+    assert again.source == "trained" and again.history == run.history
+    assert len(list(tmp_path.glob(".discarded-*"))) == 1  # what the deletion left, aside until the next scratch
+
+
 def test_same_spec_trains_to_identical_histories(tmp_path):
     a, b = tiny_store(tmp_path / "a"), tiny_store(tmp_path / "b")
     spec = a.spec("tiny", batch_size=32, epochs=3, seed=7)
