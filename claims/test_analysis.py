@@ -17,6 +17,7 @@ with a one-sided test over seeds through `claim.decide`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -213,14 +214,20 @@ def feature_maps_rule(shapes_ok: Sequence[bool], error_over_bound: Sequence[floa
     """Exact identity up to rounding (never inconclusive: the bound is an a-priori worst case, not a noise
     estimate): holds if every seed's layers[0] maps have the expected shape and every element equals
     ReLU(valid cross-correlation + bias) within the float32 dot-product rounding bound
-    gamma_10 * (|x|*|W| + |b|) (Higham eq. 3.5; TF32-widened on GPU), i.e. the worst error/bound <= 1."""
-    worst = max(error_over_bound, default=float("nan"))
-    holds = bool(shapes_ok) and all(shapes_ok) and worst <= 1.0
+    gamma_10 * (|x|*|W| + |b|) (Higham eq. 3.5; TF32-widened on GPU), i.e. the worst error/bound <= 1.
+    Refuted by any wrong shape or error beyond the bound; a seed whose error is NaN measured nothing: no
+    evidence, so the claim is inconclusive unless another seed refutes it."""
+    ratios = np.asarray(error_over_bound, dtype=float)
+    unmeasured = bool(np.isnan(ratios).any())
+    worst = float(np.max(ratios)) if ratios.size else math.nan  # np.max keeps a NaN, Python's max may skip it
+    holds = bool(shapes_ok) and all(shapes_ok) and not bool((ratios > 1.0).any())
     return Ruling.fact(
         holds,
         "worst_error_over_bound",
         worst,
-        f"worst error at {worst:.2f} of the rounding bound over {len(shapes_ok)} seed(s)",
+        f"worst error at {worst:.2f} of the rounding bound over {len(shapes_ok)} seed(s)"
+        + (f" ({int(np.isnan(ratios).sum())} seed(s) measured nothing: NaN)" if unmeasured else ""),
+        unmeasured=unmeasured,
     )
 
 
@@ -281,8 +288,8 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
             errors.append(float(error.max()))
             ratios.append(float(np.max(error / np.maximum(bound, np.finfo(np.float64).tiny))))
         shapes_ok.append(shape_ok)
-        max_errors.append(max(errors))
-        worst_ratios.append(max(ratios))
+        max_errors.append(float(np.max(errors)))
+        worst_ratios.append(float(np.max(ratios)))
         measured["per_seed"].append(
             {
                 "seed": probe.run.spec.seed,
@@ -302,7 +309,7 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
     claim.check(
         ruling,
         summary=f"maps {(1, *first.conv1.shape[1:])} = ReLU(x corr W_k + b_k) for {len(probe_indices)} images x "
-        f"{len(probes)} seed(s): max abs error {max(max_errors):.2e}, at most {max(worst_ratios):.2f} "
+        f"{len(probes)} seed(s): max abs error {np.max(max_errors):.2e}, at most {np.max(worst_ratios):.2f} "
         f"of the rounding bound",
         measured=measured,
         statistics={"max_abs_error": stats.summarize(max_errors), "error_over_bound": stats.summarize(worst_ratios)},
@@ -387,15 +394,21 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
 
 @rule
 def deeper_layer_rule(rows: Sequence[dict]) -> Ruling:
-    """Exact identity (never inconclusive): on every seed layers[3] is a Conv2D whose output is
-    (n_images, 11, 11, 64) with no negative value (ReLU)."""
-    ok = [r["layer"] == "Conv2D" and tuple(r["shape"]) == (r["images"], 11, 11, 64) and r["min"] >= 0.0 for r in rows]
+    """Exact identity: on every seed layers[3] is a Conv2D whose output is (n_images, 11, 11, 64) with no negative
+    value (ReLU). Refuted by any seed that differs; a seed whose minimum is NaN measured nothing: no evidence, so
+    the claim is inconclusive unless another seed refutes it."""
+    lowest = np.asarray([r["min"] for r in rows], dtype=float)
+    ok = [
+        r["layer"] == "Conv2D" and tuple(r["shape"]) == (r["images"], 11, 11, 64) and not low < 0.0
+        for r, low in zip(rows, lowest, strict=True)
+    ]
     return Ruling.fact(
         bool(ok) and all(ok),
         "seeds_not_matching",
         ok.count(False),
         f"layers[3] {sorted({r['layer'] for r in rows})}, shapes {sorted({tuple(r['shape']) for r in rows})}, "
-        f"min activation {min((r['min'] for r in rows), default=float('nan')):.3g}",
+        f"min activation {np.min(lowest) if lowest.size else math.nan:.3g}",
+        unmeasured=bool(np.isnan(lowest).any()),
     )
 
 
@@ -621,9 +634,9 @@ def ambiguities_rare_rule(fractions: Sequence[float], n_test: int, alpha: float 
     """A test example is ambiguous when the model gives a second digit at least a 1-in-10 chance (runner-up
     softmax probability >= 0.1); ambiguities happen "often" at 1 example in 20 or more. Fraction ambiguous
     over seeds, its standard error widened in quadrature by the binomial error of one n_test-example
-    fraction: holds (not often) if the mean is below 0.05 by a one-sided t-test at alpha, refuted if
-    above, else inconclusive."""
-    se = stats.binomial_se(float(np.clip(np.mean(fractions), 0, 1)), n_test)
+    fraction, taken at 0.05, the fraction the test is against: holds (not often) if the mean is below 0.05 by a
+    one-sided t-test at alpha, refuted if above, else inconclusive."""
+    se = stats.binomial_se(OFTEN, n_test)
     test = stats.one_sided(fractions, OFTEN, higher_is_better=False, alpha=alpha, extra_se=se)
     return Ruling.of_tests({"ambiguous_fraction": test}, f"ambiguous fraction {test.describe(4)}")
 

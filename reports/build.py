@@ -64,6 +64,7 @@ def stat_rows(statistics: dict) -> list[dict]:
             rows.append({"name": name, **s})
             if "p_holds" in s:  # a rule's test: how it decided
                 rows[-1]["test"] = f"{s.get('method')}: {part_decision(s)}"
+            rows += joined_rows(name, s.get("parts") or {})
             continue
         for part in ("a", "b", "diff"):
             rows.append({"name": f"{name} · {part}", **s.get(part, {})})
@@ -72,6 +73,18 @@ def stat_rows(statistics: dict) -> list[dict]:
             f"P(a better) = {num(s.get('p_a_better'))} [{num(lo)}, {num(hi)}], "
             f"t-test p = {num(s.get('t_pvalue'))}, {'higher' if s.get('higher_is_better', True) else 'lower'} is better"
         )
+    return rows
+
+
+def joined_rows(name: str, parts: dict) -> list[dict]:
+    """The rows of the tests a joined test (stats.Combined) combines, nested under its name: each one's p-values;
+    the joined test's row above says how they combine and decide."""
+    rows = []
+    for part, s in parts.items():
+        label = f"{name} · {part}"
+        text = f"p(holds) = {num(s.get('p_holds'))}, p(refuted) = {num(s.get('p_refutes'))}"
+        rows.append({"name": label, **s, "test": f"{s.get('method')}: {text}, joined into {name}"})
+        rows += joined_rows(label, s.get("parts") or {})
     return rows
 
 

@@ -130,6 +130,10 @@ def _mark_rises(loss_ax: plt.Axes, ax: plt.Axes, runs: list[dict], measured: dic
         relative = np.asarray(r["history"]["val_loss"], dtype=float) / m["earlier_min_val_loss"] - 1
         (line,) = ax.plot(range(1, len(relative) + 1), 100 * relative, lw=1)
         ax.plot(len(relative), 100 * relative[-1], "o", color=line.get_color(), ms=5)
+        if "val_loss_climb" in m and math.isfinite(m["val_loss_climb"]):  # the trend after the lowest epoch
+            lowest, start = m["onset_epoch"], relative[m["onset_epoch"] - 1]
+            end = (1 + start) * math.exp(m["val_loss_climb"]) - 1
+            ax.plot([lowest, len(relative)], [100 * start, 100 * end], "--", color=line.get_color(), lw=1)
         ax.annotate(
             f"{relative[-1]:+.1%}",
             (len(relative), 100 * relative[-1]),
@@ -169,9 +173,17 @@ def training_curves(ev: Evidence, out: Path) -> list[Figure]:
             caption += (
                 f" Right: each seed's validation loss relative to its lowest value before the last epoch (the dot on "
                 f"the left); the final rise ({rises}) is what {claim['id']} compares with +{threshold:.1%} "
-                f"(val_loss_rise), one of the parts it decides on: {rule_parts(claim)}. Verdict: "
-                f"{display_verdict(claim)}."
+                f"(val_loss_rise)"
             )
+            if "after_min_share" in claim["measured"]:
+                climbs = ", ".join(f"{math.expm1(c):+.1%}" for c in claim["measured"]["val_loss_climb"])
+                shares = ", ".join(f"{v:.2f}" for v in claim["measured"]["after_min_share"])
+                caption += (
+                    f"; dashed, each seed's Theil-Sen trend after its lowest epoch, the climb it asks to be above 0 "
+                    f"(val_loss_climb: {climbs}), with the share of training after that epoch ({shares}) against "
+                    f"{claim['measured']['min_share']:.2f} (after_min_share)"
+                )
+            caption += f". The parts it decides on: {rule_parts(claim)}. Verdict: {display_verdict(claim)}."
         for ax in axes:
             ax.legend(fontsize=8)
         config_text = "".join(f" {k}={v}" for k, v in (runs[0].get("model_config") or {}).items())
@@ -295,8 +307,9 @@ def cnn_vs_mlp(ev: Evidence, out: Path) -> list[Figure]:
             _ratio_figure(
                 speedup,
                 measured["cpu_over_gpu_ratio"],
-                tuple(measured["band"]),
-                '"a factor 5 or so" as the factors one rounding to the 1-2-5 series calls 5 (FACTOR_5_OR_SO)',
+                (measured["threshold"], math.inf),
+                '"divided by a factor 5 or so": at least the lower edge of the factors one rounding to the 1-2-5 '
+                f"series calls 5, [{measured['band'][0]:.2f}, {measured['band'][1]:.2f}] (FACTOR_5_OR_SO)",
                 f"Basic CNN on {', '.join(measured['device']['gpus'])} vs its CPU",
                 out,
             )
@@ -314,7 +327,7 @@ def _ratio_figure(
     where, rule = (
         (f"the band [{low:.2f}, {high:.2f}]", "inside the band, refuted if wholly outside")
         if math.isfinite(high)
-        else (f"above {low:g}", f"above {low:g}, refuted if wholly below")
+        else (f"above {low:.3g}", f"above {low:.3g}, refuted if wholly below")
     )
     look = (claim.get("looks") or [{}])[-1]
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -15,12 +15,12 @@ from fixtures.claim import Verdict, sequential
 from fixtures.plugin import seed_option
 
 ONE_SEED_RULES = {
-    "overfitting-signature": lambda: training.overfitting_rule([0.34], [1.6], [0.011]),
+    "overfitting-signature": lambda: training.overfitting_rule([0.34], [0.7], [0.3], 10, [1.6], [0.011]),
     "cnn-vs-mlp-accuracy": lambda: training.cnn_beats_mlp_rule([0.986], [0.976]),
     "batch-small-unstable": lambda: training.small_batch_unstable_rule([3.1], [-0.02]),
     "batch-128-beats-64": lambda: training.batch_128_rule([0.989], [0.986], [0.990], [0.987]),
     "improved-99": lambda: training.around_99_rule([0.991], 10_000),
-    "improved-no-overfit": lambda: training.no_overfit_rule([-0.01], [0.003], [0.011]),
+    "improved-no-overfit": lambda: training.no_overfit_rule([-0.01], [0.0], [0.0], 20, [0.003], [0.011]),
     "filters-detect-edges": lambda: analysis.edge_rule([0.43], [0.25], [0.25]),
     "ambiguous-31727": lambda: analysis.one_or_seven_rule(
         1, np.array([[0.001] + [0.7] + [0.001] * 5 + [0.29] + [0.001] * 2])
@@ -58,7 +58,7 @@ def test_one_seed_statistics_do_not_raise() -> None:
 
 def test_one_look_at_one_seed() -> None:
     seeds, measured, ruling, looks = sequential(
-        lambda s: [0.011] * len(s), lambda m, alpha: training.overfitting_rule(m, m, m, alpha), [(1, 0.05)]
+        lambda s: [0.011] * len(s), lambda m, alpha: training.overfitting_rule(m, m, m, 10, m, m, alpha), [(1, 0.05)]
     )
     assert seeds == [0] and ruling.verdict is Verdict.INCONCLUSIVE and [look["n"] for look in looks] == [1]
 

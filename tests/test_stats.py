@@ -2,7 +2,9 @@
 
 import json
 import math
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 
@@ -12,6 +14,8 @@ from fixtures.stats import (
     OneSided,
     Summary,
     Verdict,
+    all_of,
+    any_of,
     binomial_se,
     compare,
     counts,
@@ -375,3 +379,65 @@ def test_sequential_plan_looks_and_bonferroni_levels():
     assert sequential_plan(3) == [(3, 0.05)]
     with pytest.raises(ValueError):
         sequential_plan(2)
+
+
+def test_identical_seeds_take_the_sign_test():
+    """Three identical seeds have no spread to scale a t by: the exact sign test gives 0.5**3 = 0.125, whatever the
+    distance from the threshold, and so do values equal to within rounding ([0.1] * 3 computed as sums has an sd of
+    1.7e-17, which a t-test would turn into p = 5e-33)."""
+    same = one_sided([0.25] * 3, 0.1)
+    near = one_sided([0.1, 0.3 - 0.2, 0.7 - 0.6], 0.05)
+    assert np.std([0.1, 0.3 - 0.2, 0.7 - 0.6], ddof=1) > 0
+    for test in (same, near):
+        assert test.p_holds == pytest.approx(0.125) and test.method == "exact sign test (values without spread)"
+        assert test.decision() is Verdict.INCONCLUSIVE
+    assert one_sided([0.25, 0.26, 0.24], 0.1).p_holds < 0.01  # a real spread is a t-test
+
+
+def test_a_diverged_seed_takes_the_sign_test_on_its_side():
+    """An infinite value (a diverged run) is beyond any threshold on its side: the t-test cannot take it, the sign
+    test counts it; a NaN stays no evidence."""
+    test = one_sided([0.3, 0.4, math.inf], 0.195)
+    assert test.method == "exact sign test (a diverged seed)" and test.p_holds == pytest.approx(0.125)
+    assert one_sided([0.3, 0.4, math.inf] * 2, 0.195).p_holds == pytest.approx(1 / 64)
+    assert math.isnan(one_sided([0.3, 0.4, math.nan], 0.195).p_holds)
+
+
+@pytest.mark.parametrize(
+    "p_a, p_b, join, expected",
+    [
+        ((0.01, 0.99), (0.02, 0.98), "and", Verdict.HOLDS),  # every one holds: the largest p, 0.02
+        ((0.01, 0.99), (0.5, 0.5), "and", Verdict.INCONCLUSIVE),
+        ((0.01, 0.99), (0.99, 0.01), "and", Verdict.REFUTED),  # one refutes: 2 x 0.01 = 0.02
+        ((0.03, 0.97), (0.5, 0.5), "or", Verdict.INCONCLUSIVE),  # one holds at 0.03, but 2 x 0.03 > 0.05
+        ((0.01, 0.99), (0.5, 0.5), "or", Verdict.HOLDS),
+        ((0.99, 0.01), (0.98, 0.02), "or", Verdict.REFUTED),  # every one refutes
+        ((0.99, 0.01), (0.5, 0.5), "or", Verdict.INCONCLUSIVE),
+    ],
+)
+def test_joined_tests_reach_every_verdict(p_a, p_b, join, expected):
+    """Intersection-union for "and" (Bonferroni on the refuting side), the mirror for "or"."""
+    a, b = (
+        SimpleNamespace(values=(1.0,), higher_is_better=True, p_holds=p_a[0], p_refutes=p_a[1], statistic=1.0),
+        (SimpleNamespace(values=(2.0,), higher_is_better=True, p_holds=p_b[0], p_refutes=p_b[1], statistic=2.0)),
+    )
+    joined = (all_of if join == "and" else any_of)({"a": a, "b": b})
+    assert joined.decision() is expected and joined.values == (1.0,)
+
+
+def test_a_test_and_its_negation_swap_their_p_values():
+    """De Morgan: not (A and (B or C)) = not A or (not B and not C), with p_holds and p_refutes swapped, as the two
+    overfitting claims read one curve from opposite sides."""
+    a, b, c = [0.2, 0.3, 0.25], [0.7, 0.75, 0.6], [0.1, 0.3, 0.2]
+
+    def tests(up: bool) -> list:
+        return [one_sided(x, t, higher_is_better=up) for x, t in ((a, 0.195), (b, 0.4), (c, 0.0))]
+
+    ta, tb, tc = tests(True)
+    na, nb, nc = tests(False)
+    claim = all_of({"c": tc, "ab": any_of({"a": ta, "b": tb})})
+    negation = any_of({"c": nc, "ab": all_of({"a": na, "b": nb})})
+    assert claim.p_holds == pytest.approx(negation.p_refutes) and claim.p_refutes == pytest.approx(negation.p_holds)
+    record = claim.to_dict()
+    assert record["decision"] == claim.decision().value and set(record["parts"]) == {"c", "ab"}
+    assert set(record["parts"]["ab"]["parts"]) == {"a", "b"}
