@@ -142,7 +142,9 @@ def _mark_rises(loss_ax: plt.Axes, ax: plt.Axes, runs: list[dict], measured: dic
             textcoords="offset points",
             va="center",
         )
-    ax.axhline(100 * threshold, color="k", ls="--", lw=1, label=f"overfitting from +{threshold:.1%}")
+    ax.axhline(100 * threshold, color="k", ls="--", lw=1, label=f"how far counts: +{threshold:.1%} (MIN_RISE)")
+    if any("val_loss_climb" in m for m in measured.values()):
+        ax.plot([], [], "--", color="gray", lw=1, label="trend after the lowest epoch (its climb)")
     ax.axhline(0, color="gray", lw=0.5)
     finals = [math.expm1(m["val_loss_rise"]) for m in measured.values()]
     ax.set_ylim(-25, 100 * max(2.5 * threshold, 1.3 * max(finals, default=0.0)))
