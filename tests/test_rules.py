@@ -202,7 +202,7 @@ def test_no_overfit_rule(rises, shares, climbs, gaps, expected):
 def test_the_first_positive_control_s_numbers_are_still_refuted():
     """tests/students/overfit.py's recorded curves (the control that chose the earlier rule: lowest at epochs 2, 2, 3
     of 20, final +75%, +104%, +47%) stay refuted; a control that chose a rule cannot validate it, so the README
-    names a fresh one (tests/students/wide_sgd.py) graded on seeds no rule saw."""
+    names a fresh one (tests/students/wide_adam.py) graded on seeds no rule saw."""
     rises, shares, climbs = [0.56, 0.71, 0.38], [0.9, 0.9, 0.85], [0.5, 0.6, 0.35]
     _check(training.no_overfit_rule(rises, shares, climbs, 20, [0.0110, 0.0104, 0.0121], WIDE), R)
 
