@@ -139,7 +139,9 @@ def install(session: nox.Session, env: str) -> bool:
             if env not in PRE_RELEASES:
                 raise
             unavailable.parent.mkdir(parents=True, exist_ok=True)
-            unavailable.write_text(f"{env} {failure}: {e.reason or 'see the session log'}\n", encoding="utf-8")
+            unavailable.write_text(
+                f"{env} {failure} ({e.reason}; its output is in the session's log)\n", encoding="utf-8"
+            )
             return False
     return True
 
