@@ -19,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from jinja2 import Environment, FileSystemLoader  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from fixtures.evidence import EVIDENCE_FILE  # noqa: E402
 from reports.build import num  # noqa: E402
@@ -34,6 +36,8 @@ COLOURS = {
     "inconclusive": "#757575",
 }
 MARKERS = "osD^v<>pPX*h"
+RING = {"marker": "o", "mfc": "none", "mec": "#b71c1c", "mew": 2}
+"""Around a point whose verdict changed significantly from its environment's previous night."""
 LAYOUT = "DIR/<YYYY-MM-DD>/<env>/evidence.json"
 
 
@@ -200,17 +204,17 @@ def figure(history: History, claim_id: str, out: Path) -> str | None:
                 zorder=2,
             )
             if (p.night, env) in significant:
-                ax.plot([x], [p.mean], "o", ms=17, mfc="none", mec="#b71c1c", mew=2, zorder=3)
+                ax.plot([x], [p.mean], ls="", ms=17, zorder=3, **RING)
         ax.plot([], [], MARKERS[i % len(MARKERS)], color="#555", label=env)
-    for verdict in dict.fromkeys(p.verdict for p in points):
-        ax.plot([], [], "s", color=COLOURS.get(verdict, "#bbb"), label=verdict)
+    legend = ax.get_legend_handles_labels()[0]
+    legend += [Patch(color=COLOURS.get(v, "#bbb"), label=v) for v in dict.fromkeys(p.verdict for p in points)]
     if significant:
-        ax.plot([], [], "o", mfc="none", mec="#b71c1c", mew=2, ms=10, label="verdict changed significantly")
+        legend.append(Line2D([], [], ls="", ms=10, label="verdict changed significantly", **RING))
     ax.set_xticks(range(len(history.nights)), history.nights, rotation=30 if len(history.nights) > 6 else 0)
     ax.set_xlim(-0.6, len(history.nights) - 0.4)
     ax.set_ylabel(points[-1].name, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(handles=legend, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     name = f"history-{re.sub(r'[^A-Za-z0-9_-]', '_', claim_id)}.png"
     fig.savefig(out / name, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
