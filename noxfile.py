@@ -25,8 +25,8 @@ nox.options.sessions = ["claims", "matrix"]
 ROOT = Path(__file__).parent
 PINNED_TF = ["2.21", "2.20", "2.18", "2.16"]
 """TensorFlow lines always run, newest first; a newer line found on the index at run time goes before them."""
-FALLBACK_KERAS = ["3.15", "3.14"]
-"""Keras's two newest minor lines, newest first, when the index cannot be asked."""
+FALLBACK_OLDER_KERAS = "3.14"
+"""The Keras line before the newest, when the index cannot be asked."""
 PRE_RELEASES = ["tf-nightly", "keras-nightly"]
 """Never the reference column; a verdict they change is reported as a change in the next release."""
 TF_NIGHTLY = "tf-nightly"
@@ -90,7 +90,7 @@ def environments() -> list[str]:
         return json.loads(os.environ["NIGHTLY_ENVIRONMENTS"])
     tf = list(dict.fromkeys(index_lines("tensorflow-cpu")[:1] + PINNED_TF))
     keras = index_lines("keras")
-    older_keras = keras[1] if len(keras) > 1 else FALLBACK_KERAS[1]
+    older_keras = keras[1] if len(keras) > 1 else FALLBACK_OLDER_KERAS
     return [f"tf-{line}" for line in tf] + [f"tf-{tf[0]}-keras-{older_keras}", "jax", *PRE_RELEASES]
 
 
@@ -269,7 +269,8 @@ def matrix(session: nox.Session) -> None:
     baseline's (`python -m reports --fail-on-change`). A pre-release that did not run is listed, never a failure.
     """
     found = {env: ARTIFACTS / env / "evidence.json" for env in ENVIRONMENTS}
-    found = {env: path for env, path in found.items() if path.exists()}
+    # a pre-release that did not install tonight: its evidence.json, if any, is from an earlier run
+    found = {env: path for env, path in found.items() if path.exists() and not (path.parent / UNAVAILABLE).exists()}
     if not found:
         session.error(f"no evidence under {ARTIFACTS}/<env>/: run `nox -s claims` first")
     not_run = [
