@@ -246,15 +246,14 @@ def against_reference(session: nox.Session, env: str, found: dict[str, Path]) ->
 
 
 def keep_tonight(found: dict[str, Path], history: Path, nights: int) -> None:
-    """Copy tonight's evidence files (and the pre-releases' unavailable.txt) to history/<YYYY-MM-DD UTC>/<env>/
-    (the layout `python -m reports --history` reads), then keep only the newest `nights` nights."""
+    """Copy tonight's evidence files and the pre-releases' unavailable.txt to history/<YYYY-MM-DD UTC>/<env>/ (the
+    layout `python -m reports --history` reads), then keep only the newest `nights` nights."""
     tonight = history / datetime.now(timezone.utc).date().isoformat()
     shutil.rmtree(tonight, ignore_errors=True)
-    for env in ENVIRONMENTS:
-        for name in ("evidence.json", UNAVAILABLE):
-            if (ARTIFACTS / env / name).is_file():
-                (tonight / env).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ARTIFACTS / env / name, tonight / env / name)
+    unavailable = {env: ARTIFACTS / env / UNAVAILABLE for env in ENVIRONMENTS}
+    for env, path in [*found.items(), *((e, p) for e, p in unavailable.items() if p.is_file())]:
+        (tonight / env).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, tonight / env / path.name)
     for old in sorted(p for p in history.iterdir() if p.is_dir())[:-nights]:
         shutil.rmtree(old)
 

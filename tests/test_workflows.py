@@ -226,6 +226,7 @@ def test_the_history_keeps_tonights_evidence_and_the_newest_nights(noxfile, tmp_
     (artifacts / "tf-2.21" / "evidence.json").write_text("{}")
     (artifacts / "keras-nightly").mkdir()
     (artifacts / "keras-nightly" / "unavailable.txt").write_text("keras-nightly did not install: x\n")
+    (artifacts / "keras-nightly" / "evidence.json").write_text("{}")  # from an earlier night: not kept as tonight's
     kept = tmp_path / "history"
     for old in ("2026-11-01", "2026-11-02", "2026-11-03"):
         (kept / old / "tf-2.21").mkdir(parents=True)
