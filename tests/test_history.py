@@ -82,6 +82,7 @@ def test_history_page_marks_the_significant_change_and_opens_in_chromium(
     assert capsys.readouterr().out.split() == [str((out / n).resolve()) for n in ("history.html", "history.md")]
     html = (out / "history.html").read_text()
     assert "<b>1</b> significant verdict change(s)" in html
+    assert html.count('<li><a href="#cnn-vs-mlp-accuracy">2026-12-02 tf-nightly: cnn-vs-mlp-accuracy holds') == 1
     dropped = section(html, "cnn-vs-mlp-accuracy")
     assert dropped.startswith(' data-changes="1">') and dropped.count('<td class="changed">') == 1
     assert 'src="history-cnn-vs-mlp-accuracy.png"' in dropped and (out / "history-cnn-vs-mlp-accuracy.png").is_file()
