@@ -237,7 +237,7 @@ def markdown(history: History) -> str:
     lines = [
         "# Claims across nights",
         "",
-        f"{len(history.nights)} nights ({history.nights[0]} to {history.nights[-1]}), "
+        f"Nights: {len(history.nights)} ({' to '.join(dict.fromkeys([history.nights[0], history.nights[-1]]))}), "
         f"environments {', '.join(history.envs)}. {VERDICT_RULE}.",
         "",
         f"## Significant verdict changes ({len(significant)})",
