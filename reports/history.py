@@ -238,7 +238,7 @@ def markdown(history: History) -> str:
         "# Claims across nights",
         "",
         f"Nights: {len(history.nights)} ({' to '.join(dict.fromkeys([history.nights[0], history.nights[-1]]))}), "
-        f"environments {', '.join(history.envs)}. {VERDICT_RULE}.",
+        f"environments {', '.join(history.envs)}. The rule: {VERDICT_RULE}.",
         "",
         f"## Significant verdict changes ({len(significant)})",
         "",
