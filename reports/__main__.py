@@ -1,5 +1,5 @@
 """`python -m reports`: build the HTML report from the evidence of the last `pytest claims` session,
-or with `--matrix`, a verdict matrix across several evidence files."""
+with `--matrix`, a verdict matrix across several evidence files, or with `--history`, each claim across nights."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reports import matrix
+from reports import history, matrix
 from reports.build import build
 from reports.evidence import EvidenceError, load
 from reports.regression import compare
@@ -41,12 +41,25 @@ def main(argv: list[str] | None = None) -> int:
         help="build DIR/matrix.html and DIR/matrix.md: one row per claim, one column per evidence "
         "file (labelled by backend, versions and device unless LABEL= is given)",
     )
+    parser.add_argument(
+        "--history",
+        type=Path,
+        metavar="DIR",
+        help=f"build OUT/history.html and OUT/history.md from {history.LAYOUT}: each claim's headline per night and "
+        "environment, coloured by verdict, significant verdict changes from one night to the next marked",
+    )
     args = parser.parse_args(argv)
+    if args.history and (args.matrix or args.baseline or args.evidence):
+        parser.error("--history reads its folder only; it has no --matrix, --evidence or --baseline")
     if (args.fail_on_change or args.fail_on_any_change) and not args.baseline:
         parser.error("--fail-on-change and --fail-on-any-change need --baseline")
     if args.matrix and (args.baseline or args.evidence):
         parser.error("--matrix takes its evidence files as arguments; it has no --evidence or --baseline")
     try:
+        if args.history:
+            for path in history.build(args.history, args.out):
+                print(path.resolve())
+            return 0
         if args.matrix:
             html, markdown = matrix.build(matrix.columns(args.matrix), args.out)
             print(html.resolve())
