@@ -269,3 +269,29 @@ def test_reported_against_measured() -> None:
     # the binomial error of 10,000 images keeps agreeing seeds from giving a zero-width interval
     low, high = notebooks.compare_reported(0.99, [0.99, 0.99, 0.99], 10_000)["interval"]
     assert 0.003 < high - low < 0.005
+
+
+def test_the_class_row_shows_what_the_extraction_found(tmp_path: Path) -> None:
+    from reports.evidence import Evidence
+    from reports.grading.table import notebook_notes
+
+    record = {
+        "chosen": {"variable": "model", "cell": 4, "why": "the last model fitted (cell 5) that is not ..."},
+        "seconds": 7.9,
+        "network": "none (unshare -rn)",
+        "fit_note": "the student's fit (cell 5): 14 epochs; not used",
+        "errors": [{"cell": 7, "type": "KeyError", "message": "'loss'"}],
+        "reported": {"value": 0.9937, "cell": 6, "text": "Test accuracy: 0.9937"},
+    }
+    against = notebooks.compare_reported(0.9937, [0.9812, 0.9766, 0.9825], 10_000)
+    claims = [{"id": "improved-99", "measured": {"reported": against}}]
+    lines = notebook_notes(Evidence(tmp_path / "evidence.json", {"submissions": {"improved_cnn": record}}, [], claims))
+    assert lines[0] == (
+        "notebook: model from cell 4 (the last model fitted (cell 5) that is not ...); extracted in 7.9 s, "
+        "network none (unshare -rn)"
+    )
+    assert lines[2] == "cells that raised with training disabled, and the run went on: cell 7 KeyError: 'loss'"
+    assert lines[3] == "reported test accuracy 0.9937 (cell 6)"
+    assert lines[4].startswith("improved-99: reported 0.9937; measured 0.9801 [") and lines[4].endswith(
+        "not reproduced"
+    )
