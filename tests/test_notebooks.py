@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +298,29 @@ def test_the_class_row_shows_what_the_extraction_found(tmp_path: Path) -> None:
     assert lines[4].startswith("improved-99: reported 0.9937; measured 0.9801 [") and lines[4].endswith(
         "not reproduced"
     )
+
+
+def test_a_notebook_in_a_smoke_session(tmp_path: Path) -> None:
+    """`pytest claims --model improved_cnn=fay.ipynb` at the smoke profile: the extraction goes into the session's
+    evidence and improved-99 sets the reported accuracy against its measured one."""
+    mnist = Path(os.environ.get("MNIST_DIR", "/work/shared/data/mnist"))
+    if not mnist.is_dir():
+        pytest.skip(f"real MNIST not found in {mnist}")
+    command = [sys.executable, "-m", "pytest", "claims", "-k", "improved-99", "--seeds", "1", "-p", "no:cacheprovider"]
+    options = ["--claims-profile", "smoke", "--mnist-dir", str(mnist), "--claims-cache", str(tmp_path / "cache")]
+    evidence = tmp_path / "evidence"
+    model = f"improved_cnn={EXAMPLES / 'fay.ipynb'}"
+    done = subprocess.run(
+        [*command, *options, "--claims-evidence", str(evidence), "--model", model],
+        cwd=EXAMPLES.parent.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    document = json.loads((evidence / "evidence.json").read_text())
+    record = document["session"]["submissions"]["improved_cnn"]
+    assert (record["chosen"]["variable"], record["chosen"]["cell"]) == ("model", 4)
+    (claim,) = document["claims"]
+    against = claim["measured"]["reported"]
+    assert against["reported"] == record["reported"]["value"] and against["verdict"] in ("consistent", "not reproduced")
+    assert against["text"] in claim["summary"]
