@@ -324,3 +324,10 @@ def test_a_notebook_in_a_smoke_session(tmp_path: Path) -> None:
     against = claim["measured"]["reported"]
     assert against["reported"] == record["reported"]["value"] and against["verdict"] in ("consistent", "not reproduced")
     assert against["text"] in claim["summary"]
+
+
+def test_only_what_follows_the_answers_cell_is_its_reported_accuracy() -> None:
+    cells = [cell("print(score[1])", "Test accuracy: 0.9837\n"), new_code_cell("model = better()")]
+    notebook = new_notebook(cells=cells)
+    assert notebooks.reported_accuracy(notebook)["value"] == 0.9837
+    assert notebooks.reported_accuracy(notebook, after=2) is None
