@@ -52,9 +52,10 @@ def extract(path: Path, mnist_dir: Path, variable: str = "") -> notebooks.Extrac
 
 
 def architecture(submission: Any) -> list[list[Any]]:
-    """Layer classes and configs without names: what two equal architectures share."""
-    model = submission.builder()
-    return [[type(x).__name__, {k: v for k, v in x.get_config().items() if k != "name"}] for x in model.layers]
+    """Layer classes and configs without names or input layers (a functional model lists its input): what two equal
+    architectures share."""
+    layers = [x for x in submission.builder().layers if not isinstance(x, keras.layers.InputLayer)]
+    return [[type(x).__name__, {k: v for k, v in x.get_config().items() if k != "name"}] for x in layers]
 
 
 def optimizer_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -203,6 +204,16 @@ def test_the_history_stays_empty_and_later_errors_are_listed(monkeypatch: pytest
     assert [(e["cell"], e["type"], e["message"], e["after_answer"]) for e in record["errors"]] == [
         (4, "KeyError", "'loss'", True)
     ]
+
+
+def test_a_functional_basic_cnn_is_the_basic_cnn(monkeypatch: pytest.MonkeyPatch) -> None:
+    functional = (
+        "i = keras.Input((28, 28, 1))\nh = layers.MaxPooling2D((2, 2))(layers.Conv2D(16, (3, 3), activation='relu')(i))"
+        "\nh = layers.Dense(100, activation='relu')(layers.Flatten()(h))\n"
+        "basic = keras.Model(i, layers.Dense(10, activation='softmax')(h))"
+    )
+    record = run_cells(monkeypatch, functional)
+    assert record["models"][0]["baseline"] == "the basic CNN"
 
 
 def test_only_baselines_fitted_is_undecidable_with_the_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
