@@ -54,9 +54,10 @@ def test_missing_file(tmp_path: Path) -> None:
     assert error_of(f"{tmp_path}/nobody.py:build") == f"{tmp_path}/nobody.py: no such file; check the path"
 
 
-def test_suffix_other_than_py_or_keras(tmp_path: Path) -> None:
+def test_suffix_other_than_py_keras_or_ipynb(tmp_path: Path) -> None:
     (tmp_path / "model.h5").write_bytes(b"\x89HDF")
-    assert "not a submission; give path/to/file.py:function or path/to/model.keras" in error_of(tmp_path / "model.h5")
+    expected = "not a submission; give path/to/file.py:function, path/to/model.keras or path/to/notebook.ipynb"
+    assert expected in error_of(tmp_path / "model.h5")
 
 
 def test_missing_function(tmp_path: Path) -> None:

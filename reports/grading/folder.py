@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SUFFIXES = (".py", ".keras")
+SUFFIXES = (".py", ".keras", ".ipynb")
 
 
 class FolderError(Exception):
@@ -26,7 +26,7 @@ class Student:
 
     @property
     def source(self) -> str:
-        """The --model SOURCE: `file.py:build` or `file.keras`."""
+        """The --model SOURCE: `file.py:build`, else the plain path (`file.keras`, `file.ipynb`)."""
         return f"{self.path}:build" if self.path.suffix == ".py" else str(self.path)
 
 

@@ -56,6 +56,7 @@ class Row:
     result: Result
     directory: Path
     cells: dict[str, Cell] = field(default_factory=dict)
+    notebook: list[str] = field(default_factory=list)  # what a notebook submission's extraction found, line by line
 
     @property
     def checked(self) -> bool:
@@ -132,7 +133,34 @@ def read_row(directory: Path, claims: list[ClaimInfo]) -> Row:
         row.result.problem = "the session left neither evidence nor a test report (see its pytest.log)"
         return row
     row.cells = {c.id: cell_of(c, evidence, junit, row.result.path) for c in claims}
+    row.notebook = notebook_notes(evidence) if evidence else []
     return row
+
+
+def notebook_notes(evidence: Evidence) -> list[str]:
+    """The lines a notebook submission adds to its row: the model chosen and why, the student's own fit (not used),
+    errors in later cells, the extraction time, and the reported accuracy against improved-99's measured one."""
+    lines = []
+    for record in (evidence.session.get("submissions") or {}).values():
+        chosen = record.get("chosen")
+        if not chosen:
+            continue
+        lines.append(
+            f"notebook: {chosen['variable'] or 'an unnamed model'} from cell {chosen['cell']} ({chosen['why']}); "
+            f"extracted in {record['seconds']:.1f} s, network {record['network']}"
+        )
+        lines.append(record["fit_note"])
+        errors = [f"cell {e['cell']} {e['type']}: {e['message']}" for e in record.get("errors", [])]
+        if errors:
+            lines.append(f"cells that raised with training disabled, and the run went on: {'; '.join(errors)}")
+        reported = record.get("reported")
+        if reported:
+            lines.append(f"reported test accuracy {reported['value']:.4f} (cell {reported['cell']})")
+    claim = evidence.claim("improved-99")
+    against = ((claim or {}).get("measured") or {}).get("reported")
+    if against:
+        lines.append(f"improved-99: {against['text']}")
+    return lines
 
 
 @dataclass
