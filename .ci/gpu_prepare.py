@@ -63,6 +63,16 @@ DISTRIBUTIONS = (
     "six",
     "tzdata",
     "psutil",  # a dependency of the project since the class command (its memory limit)
+    # nbformat (notebooks as submissions) and what it needs
+    "nbformat",
+    "fastjsonschema",
+    "jsonschema",
+    "jsonschema-specifications",
+    "referencing",
+    "rpds-py",
+    "attrs",
+    "jupyter-core",
+    "traitlets",
 )
 """Every distribution the wheel folder holds: the suite's imports and their dependency closure, less FROM_JAX."""
 FROM_JAX = ("numpy", "scipy", "ml-dtypes")

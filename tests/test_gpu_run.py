@@ -27,9 +27,10 @@ IMAGE = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platfor
 """The GPU image's markers: requirements are evaluated as pip there would."""
 LOCAL = ("fixtures", "claims", "reports", "bench")
 """The packages of this checkout that the GPU run imports."""
-NOT_BROUGHT = {"tensorflow", "jax", "jaxlib", "torch", "playwright"}
-"""The backends, imported only by the one in use (fixtures.backend; the image brings its own), and the report's
-real-browser check (reports.browser_check), which the GPU run does not do."""
+NOT_BROUGHT = {"tensorflow", "jax", "jaxlib", "torch", "playwright", "google"}
+"""The backends, imported only by the one in use (fixtures.backend; the image brings its own), the report's
+real-browser check (reports.browser_check), which the GPU run does not do, and the `google` namespace, which
+the notebook sandbox imports only to hang its google.colab stub on (it makes one up where it is absent)."""
 
 
 def script(name: str) -> ModuleType:
