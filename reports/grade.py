@@ -89,7 +89,9 @@ def expected_session_s(training_s: float, workers: int) -> float:
 @dataclass
 class StudentSessions:
     """What every student's grading shares: the claims to run, the session options, the limits, the display;
-    `graded`: the students whose grading ended (a stopped session included), each with its saved Result."""
+    `graded`: the students whose grading ended (a stopped session included), each with its saved Result.
+    Counts the gradings under way itself: an interrupt can land while the pool starts a thread, which the
+    pool's own join then misses."""
 
     nodeids: list[str]
     session_args: list[str]
@@ -99,10 +101,29 @@ class StudentSessions:
     status: ClassStatus
     stop: threading.Event
     graded: dict[str, Result] = field(default_factory=dict)
+    _under_way: int = 0
+    _changed: threading.Condition = field(default_factory=threading.Condition)
 
-    def grade(self, student: Student, directory: Path) -> Result:
+    def grade(self, student: Student, directory: Path) -> Result | None:
         """Validate one submission (the memory limit, `validate_s` of wall time), then run its session under the
-        limits; save and return what became of it."""
+        limits; save and return what became of it. None, untouched, once the grading is stopped."""
+        with self._changed:
+            if self.stop.is_set():
+                return None
+            self._under_way += 1
+        try:
+            return self._grade(student, directory)
+        finally:
+            with self._changed:
+                self._under_way -= 1
+                self._changed.notify_all()
+
+    def wait_ended(self) -> None:
+        """Block until every grading begun has saved its row (call after setting `stop`)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._under_way == 0)
+
+    def _grade(self, student: Student, directory: Path) -> Result:
         result = Result(student.name, student.path.name, str(student.path))
 
         def poll(elapsed: float, rss: int) -> None:
@@ -375,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
                     for future in concurrent.futures.as_completed(futures):
                         future.result()
                 except KeyboardInterrupt:
-                    stop.set()  # before the pool waits for its threads: their sessions end now
-                    pool.shutdown(cancel_futures=True)
+                    stop.set()  # their sessions end now; a grading not yet begun never begins
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    sessions.wait_ended()
                     raise
     except KeyboardInterrupt:
         interrupted = True

@@ -446,6 +446,36 @@ def test_an_interrupt_keeps_the_rows_of_the_sessions_that_ended_and_marks_the_ot
     }
 
 
+def test_the_grader_waits_for_a_grading_that_no_pool_joins_and_none_begins_after_the_stop(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The race CI once lost: Ctrl-C landed while the pool started a thread, so the pool's join missed it and
+    its student's saved row was overwritten by "not graded". The grader's own count of gradings must wait."""
+    monkeypatch.setattr(grade, "validate", lambda *args, **kwargs: "")
+    running = threading.Event()
+
+    def session(result: Result, *args, stop: threading.Event, **kwargs) -> None:
+        running.set()
+        assert stop.wait(timeout=30)
+        time.sleep(0.2)  # the session's child takes a moment to end
+        result.wall_s, result.problem = 1.0, "stopped after 1 s: interrupted"
+
+    monkeypatch.setattr(grade, "run_session", session)
+    stop = threading.Event()
+    status = ClassStatus(total=2, jobs=1, expected_s=100.0, stream=io.StringIO())
+    sessions = grade.StudentSessions(["claims/x.py::t"], [], "improved_cnn", grade.Limits(), 60.0, status, stop)
+    ada, ben = folder.Student("ada", tmp_path / "ada.py"), folder.Student("ben", tmp_path / "ben.py")
+    unjoined = threading.Thread(target=sessions.grade, args=(ada, tmp_path / "ada"))
+    unjoined.start()
+    assert running.wait(timeout=30)
+    stop.set()
+    sessions.wait_ended()
+    assert sessions.graded["ada"].problem == "stopped after 1 s: interrupted"
+    assert Result.read(tmp_path / "ada").problem == "stopped after 1 s: interrupted"
+    assert sessions.grade(ben, tmp_path / "ben") is None and not (tmp_path / "ben").exists()
+    unjoined.join()
+
+
 STUCK = """
 import os, pathlib, subprocess, sys, time
 
