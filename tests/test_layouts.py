@@ -3,6 +3,7 @@ graded for real at the smoke profile."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -239,5 +240,8 @@ def test_an_nbgrader_tree_and_a_canvas_download_graded_one_row_per_student(
         for name, file in files.items():
             assert (rows[name]["file"], rows[name]["problem"]) == (file, "")
             assert rows[name]["pooling-maps verdict"] in ("not evidence", "not applicable")
+    for name in ("notebook", "students/doejane", "students/smithbob"):
+        runs = json.loads((tmp_path / "canvas" / name / "evidence.json").read_text())["runs"]
+        assert runs and {r["source"] for r in runs} == {"cached"}, name  # the nbgrader class's runs, loaded
     assert "skipped smithbob_102_5002_cnn.ipynb: an earlier submission than 5007 (smithbob's)" in printed
     assert "late: smithbob_late_102_5007_cnn.ipynb, smithbob's graded submission, was handed in late" in printed
