@@ -234,7 +234,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--student-memory",
         type=parse_size,
         metavar="SIZE",
-        help=f"memory limit of a student's processes, e.g. 6G (default: {MEMORY_SHARE:.0%} of the machine's "
+        help=f"memory limit of a student's processes, e.g. 6G (default: {MEMORY_SHARE * 100:.0f}%% of the machine's "
         "memory over the students graded at once)",
     )
     parser.add_argument("--shard", type=shard_option, metavar="I/N", help="grade only the I-th of N slices")

@@ -95,6 +95,14 @@ def test_the_grader_refuses_bad_options_with_one_line(tmp_path: Path, capsys, op
     assert exit.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_help_lists_every_option(capsys) -> None:
+    """argparse %-formats each help string: a bare % in one (a default given as a share) crashed --help."""
+    with pytest.raises(SystemExit) as exit:
+        grade.parse(["--help"])
+    printed = capsys.readouterr().out
+    assert exit.value.code == 0 and "--layout {plain,nbgrader,canvas,classroom}" in printed and "80% of" in printed
+
+
 def test_merge_takes_graded_slices_only(capsys) -> None:
     with pytest.raises(SystemExit) as exit:
         grade.parse(["--merge", "a", "--shard", "1/2", "--out", "x"])
