@@ -37,6 +37,11 @@ def test_a_plain_folder_is_one_file_per_student_named_by_its_stem(tmp_path: Path
     students, lines = find_students(tmp_path)
     assert names_and_files(students, tmp_path) == [("alice", "alice.ipynb"), ("bob", "bob.py"), ("cleo", "cleo.keras")]
     assert lines[0] == "layout plain (one file per student)" and lines[1].startswith("ignored notes.txt: not a")
+    touch(tmp_path, "alice.py")
+    with pytest.raises(FolderError, match=r"^alice.ipynb and alice.py are both alice's"):
+        find_students(tmp_path)
+    students, _ = find_students(tmp_path, notebook="*.ipynb")
+    assert [s.path.name for s in students] == ["alice.ipynb", "bob.py", "cleo.keras"]
 
 
 @pytest.mark.parametrize("given", ["course", "course/submitted"], ids=["course folder", "submitted folder"])
