@@ -1,6 +1,7 @@
 """`python -m reports.grade SUBMISSIONS --out DIR -- [pytest options]`: check a whole class of students' models.
 
-One `NAME.py` (with a function `build`) or `NAME.keras` per student; other files are ignored. The claims
+The submissions as the instructor downloaded them (a plain folder, nbgrader's, Canvas's or GitHub Classroom's, or
+a zip of one: reports/grading/folder.py); other files are ignored. The claims
 about the notebook's own models run once, in the notebook's session, which also trains the baseline runs
 the students' claims compare against (shared through the runs cache) and gives the reference row. Then
 each student, K at a time (`-j`): the submission is validated in a child process, and the claims that use
@@ -32,7 +33,7 @@ import psutil
 from fixtures.backend import cpu_cores
 from reports.grading import page
 from reports.grading.claims import ClassPlan, collect
-from reports.grading.folder import FolderError, Student, find_students, parse_shard, shard
+from reports.grading.folder import LAYOUTS, FolderError, Student, find_students, parse_shard, shard, unpack
 from reports.grading.limits import Limits, parse_size, size_text
 from reports.grading.sessions import REPO, RESULT_FILE, VALIDATE_S, Result, child_env, describe, run_session, validate
 from reports.grading.status import ClassStatus
@@ -192,7 +193,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m reports.grade", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("submissions", type=Path, nargs="?", help="folder with one NAME.py or NAME.keras per student")
+    parser.add_argument(
+        "submissions",
+        type=Path,
+        nargs="?",
+        help="the submissions: a folder (or .zip) as downloaded: plain (one NAME.py, NAME.keras or NAME.ipynb per "
+        "student), nbgrader's, Canvas's or GitHub Classroom's",
+    )
+    parser.add_argument("--layout", choices=LAYOUTS, help="the folder's layout (default: detected)")
+    parser.add_argument(
+        "--notebook",
+        metavar="NAME",
+        help="where a student has several files, grade the one this glob matches (its file name, or with a '/' its "
+        "path in the student's folder; Canvas: the original name, e.g. 'cnn*.ipynb')",
+    )
     parser.add_argument("--out", type=Path, required=True, help="where class.html/.md/.csv and the sessions go")
     parser.add_argument(
         "--model-name",
@@ -220,7 +234,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--student-memory",
         type=parse_size,
         metavar="SIZE",
-        help=f"memory limit of a student's processes, e.g. 6G (default: {MEMORY_SHARE:.0%} of the machine's "
+        help=f"memory limit of a student's processes, e.g. 6G (default: {MEMORY_SHARE * 100:.0f}%% of the machine's "
         "memory over the students graded at once)",
     )
     parser.add_argument("--shard", type=shard_option, metavar="I/N", help="grade only the I-th of N slices")
@@ -324,19 +338,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else list(argv))
     if args.merge:
         return merge(args.merge, args.out)
-    if not args.submissions.is_dir():
-        print(f"error: {args.submissions} is not a directory; give the folder of submissions", file=sys.stderr)
-        return 2
+    out = args.out.resolve()
     try:
-        students, ignored = find_students(args.submissions)
+        submissions = args.submissions
+        if submissions.suffix == ".zip" and submissions.is_file():
+            submissions = unpack(submissions, out / "unpacked")
+            print(f"unpacked {args.submissions} into {submissions}")
+        students, lines = find_students(submissions, args.layout, args.notebook)
     except FolderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for line in ignored:
+    for line in lines:
         print(line)
     if not students:
         print(
-            f"error: {args.submissions} holds no submissions; put one NAME.py or NAME.keras per student in it",
+            f"error: {args.submissions} holds no submissions; put one NAME.py, NAME.keras or NAME.ipynb per student "
+            "in it, or give its --layout",
             file=sys.stderr,
         )
         return 2
@@ -344,7 +361,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.shard:
         students = shard(students, *args.shard)
         print(f"slice {args.shard[0]}/{args.shard[1]}: {len(students)} of the {whole} students")
-    out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     try:
         plan = collect(args.pytest_args, out / PLAN_FILE, REPO, child_env())

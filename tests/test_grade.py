@@ -39,11 +39,12 @@ def test_other_files_are_ignored_with_one_line_each(tmp_path: Path) -> None:
     for name in ("bob.keras", "alice.py", "README.md", "marks.csv", ".hidden.py"):
         (tmp_path / name).write_text("")
     (tmp_path / "old").mkdir()
-    students, ignored = folder.find_students(tmp_path)
+    students, (layout, *ignored) = folder.find_students(tmp_path)
     assert [(s.name, s.path.name) for s in students] == [("alice", "alice.py"), ("bob", "bob.keras")]
     assert students[0].source == f"{tmp_path / 'alice.py'}:build" and students[1].source == str(tmp_path / "bob.keras")
+    assert layout == "layout plain (one file per student)"
     assert [line.split(":")[0] for line in ignored] == ["ignored README.md", "ignored marks.csv", "ignored old"]
-    assert "a submission is NAME.py with a function build, or NAME.keras" in ignored[0]
+    assert "a submission is NAME.py with a function build, NAME.keras or NAME.ipynb" in ignored[0]
 
 
 def test_two_submissions_of_one_student_are_an_error_naming_both(tmp_path: Path, capsys) -> None:
@@ -92,6 +93,14 @@ def test_the_grader_refuses_bad_options_with_one_line(tmp_path: Path, capsys, op
     with pytest.raises(SystemExit) as exit:
         grade.parse([str(tmp_path), "--out", "x", *options])
     assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_help_lists_every_option(capsys) -> None:
+    """argparse %-formats each help string: a bare % in one (a default given as a share) crashed --help."""
+    with pytest.raises(SystemExit) as exit:
+        grade.parse(["--help"])
+    printed = capsys.readouterr().out
+    assert exit.value.code == 0 and "--layout {plain,nbgrader,canvas,classroom}" in printed and "80% of" in printed
 
 
 def test_merge_takes_graded_slices_only(capsys) -> None:
