@@ -1,4 +1,5 @@
-"""Open a built report in headless Chromium: every image must load and the console must stay clean.
+"""Open a built report in headless Chromium: every image must load, the console must stay clean, and the page
+must fit a 1280-pixel window (a wide table scrolling in its box with its first column in view).
 
 Usage: python -m reports.browser_check REPORT_DIR [--page index.html] [--screenshot PATH]
 """
@@ -53,11 +54,34 @@ def check(report_dir: Path, screenshot: Path, page_name: str = "index.html") -> 
                 "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))"
             )
             problems += [f"image did not load: {src}" for src in broken]
+            problems += fits_the_window(page)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             context.close()
     return problems
+
+
+FIT = """() => {
+  const problems = [];
+  if (document.documentElement.scrollWidth > innerWidth)
+    problems.push(`the page is ${document.documentElement.scrollWidth} px wide in a ${innerWidth}-px window`);
+  for (const box of document.querySelectorAll('.scroll')) {
+    box.scrollLeft = box.scrollWidth;
+    const first = box.querySelector('tr:last-child td, tr:last-child th');
+    if (first && first.getBoundingClientRect().left < box.getBoundingClientRect().left - 1)
+      problems.push('a scrolled table loses its first column from view');
+    box.scrollLeft = 0;
+  }
+  return problems;
+}"""
+"""In the window's width: the page does not overflow it, and a table wider than its box keeps its first column (the
+student's name) in view when scrolled to its end."""
+
+
+def fits_the_window(page) -> list[str]:
+    """FIT's problems on the loaded playwright `page`."""
+    return page.evaluate(FIT)
 
 
 def main(argv: list[str] | None = None) -> int:

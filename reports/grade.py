@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 
 from fixtures.backend import cpu_cores
-from reports.grading import page
+from reports.grading import feedback, page
 from reports.grading.claims import ClassPlan, collect
 from reports.grading.folder import LAYOUTS, FolderError, Student, find_students, parse_shard, shard, unpack
 from reports.grading.limits import Limits, parse_size, size_text
@@ -172,6 +172,8 @@ def build_page(
     the limits per student as the page states them, per slice where they differ)."""
     model_name = grading["model_name"]
     claims, notebook_claims = plan.of_student(model_name), plan.of_notebook(model_name)
+    for directory in [*student_dirs, *([notebook_dir] if notebook_dir else [])]:
+        feedback.write(directory)
     notebook = None
     if notebook_dir is not None and (notebook_dir / "session.json").is_file():
         notebook = read_row(notebook_dir, [*notebook_claims, *claims])

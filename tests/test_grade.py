@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,8 +23,8 @@ import pytest
 from rich.console import Console
 
 from fixtures.backend import cpu_cores
-from reports import grade
-from reports.grading import folder, limits, page
+from reports import browser_check, grade
+from reports.grading import feedback, folder, limits, page
 from reports.grading.claims import ClaimInfo, ClassPlan
 from reports.grading.sessions import Result
 from reports.grading.status import ClassStatus
@@ -373,7 +375,7 @@ def test_the_class_page_in_html_markdown_and_csv(tmp_path: Path) -> None:
     notes = table.footnotes()
     reason = "not applicable to alice.py:build: not its layers[3]"
     assert f'title="{reason}"' in text and f'<li id="reason-{notes[reason]}">{reason}</li>' in text
-    assert 'colspan="4">carol.py: the model outputs (9,), not (10,)' in text
+    assert 'colspan="4"><div>carol.py: the model outputs (9,), not (10,)</div>' in text
     assert "refuted</span>" not in text.split("Students")[1].split("bob")[1].split("</tr>")[0]  # bob's smoke cell
     for figure in ("class-headlines.png", "class-verdicts.png"):
         assert (tmp_path / "out" / figure).stat().st_size > 1000 and f'src="{figure}"' in text
@@ -657,3 +659,70 @@ def test_two_slices_merged_give_the_whole_classs_table(tmp_path: Path) -> None:
     assert list(merged) == ["notebook", "alice", "carol"] and merged == whole
     assert merged["alice"]["pooling-maps verdict"] == "not evidence"
     assert grade.main(["--merge", slices[0], slices[0], "--out", str(tmp_path / "twice")]) == 2
+
+
+# --- the feedback reports and the page in a browser ------------------------------------------
+
+
+def test_each_name_links_to_a_self_contained_feedback_report_and_the_log_stays_linked(tmp_path: Path) -> None:
+    table = planted_table(tmp_path / "sessions")
+    written = {row.result.name: feedback.write(row.directory) for row in [table.notebook, *table.students]}
+    assert {name for name, path in written.items() if path} == {"notebook", "alice", "bob"}  # carol, dan: no evidence
+    html = page.write(planted_table(tmp_path / "sessions"), tmp_path / "out", "Class table", "intro")[0].read_text()
+    assert '<a href="../sessions/alice/feedback.html" title="their feedback report: one file to send">alice</a>' in html
+    assert 'class="small log" href="../sessions/alice/validate.log" title="the session\'s pytest log">log</a>' in html
+    assert 'href="../sessions/carol/validate.log"' in html and "feedback.html" not in html.split("carol")[1][:300]
+    report = written["alice"].read_text()
+    assert "improved-99" in report and "the notebook reports" not in report  # a .py reports nothing
+    local = re.findall(r'(?:src|href)="(?!#|data:|https?:)([^"]*)"', report)
+    assert local == [], f"the feedback links local files: {local}"
+
+
+def test_inlined_figures_become_data_uris_and_only_local_pngs_do(tmp_path: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n fake"
+    (tmp_path / "curves.png").write_bytes(png)
+    html = '<img src="curves.png" alt="a"><img src="https://example.org/x.png"><a href="#improved-99">x</a>'
+    inlined = feedback.inline_images(html, tmp_path)
+    assert f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="a">' in inlined
+    assert '<img src="https://example.org/x.png">' in inlined and 'href="#improved-99"' in inlined
+
+
+def long_named(claim: dict) -> dict:
+    """`claim` with a measure named as long as the real ones, in one unbreakable word."""
+    claim["headline"]["name"] = "edge_score_trained_minus_initial"
+    return claim
+
+
+def test_the_class_page_fits_a_1280_pixel_window_in_chromium(tmp_path: Path) -> None:
+    """Ten claims (the improved CNN's in a class) of long headlines fit the window; a class
+    with thrice as many scrolls its table in its box, the student's name in view."""
+    if not Path(browser_check.CHROMIUM).is_file():
+        pytest.skip(f"{browser_check.CHROMIUM} not installed (apt-get install chromium)")
+    for count, fits in ((10, True), (30, False)):
+        claims = [info(f"a-long-claim-identifier-{i}", "analysis", "improved_cnn") for i in range(count)]
+        kinds = ("inconclusive", "refuted", "holds")
+        rows = [
+            session_dir(
+                tmp_path / str(count),
+                Result(f"student-with-a-long-name-{s}", f"submission-{s}.ipynb", wall_s=1234.0, peak_bytes=3 * 2**30),
+                [long_named(record(c.id, kinds[(i + s) % 3], [-0.036281, 0.1])) for i, c in enumerate(claims)],
+                {},
+            )
+            for s in range(6)
+        ]
+        table = ClassTable(None, [], [read_row(d, claims) for d in rows], claims)
+        assert all(row.checked for row in table.students)
+        out = tmp_path / f"page-{count}"
+        page.write(table, out, "Class table", "intro")
+        assert browser_check.check(out, out / "shot.png", "class.html") == []
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=browser_check.CHROMIUM, args=browser_check.ARGS)
+            view = browser.new_page(viewport={"width": 1280, "height": 800})
+            view.goto((out / "class.html").as_uri())
+            box = view.evaluate(
+                "(() => { const b = document.querySelector('.scroll'); return [b.scrollWidth, b.clientWidth]; })()"
+            )
+            browser.close()
+        assert (box[0] <= box[1]) is fits, f"{count} claims: the table is {box[0]} px in a {box[1]}-px box"

@@ -21,7 +21,7 @@ def write(table: ClassTable, out: Path, title: str, intro: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     drawn = figures.draw(table, out)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(css=lambda kind: "k-" + kind.replace(" ", "-"))
+    env.filters.update(css=lambda kind: "k-" + kind.replace(" ", "-"), value=headline_value)
     html = env.get_template("class.html.j2").render(
         table=table,
         title=title,
@@ -31,7 +31,7 @@ def write(table: ClassTable, out: Path, title: str, intro: str) -> list[Path]:
         notes=table.footnotes(),
         figures=drawn,
         size=size_text,
-        link=lambda row: os.path.relpath(row.log, out),
+        relative=lambda path: os.path.relpath(path, out),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     paths = [out / "class.html", out / "class.md", out / "class.csv"]
@@ -39,6 +39,13 @@ def write(table: ClassTable, out: Path, title: str, intro: str) -> list[Path]:
     paths[1].write_text(markdown(table, title, intro, drawn), encoding="utf-8")
     write_csv(paths[2], table)
     return paths
+
+
+def headline_value(headline: str) -> str:
+    """A headline without its measure's name ("val_loss_rise mean 0.04 (n = 3)" -> "mean 0.04 (n = 3)"): the
+    compact cell's text, its column naming the claim."""
+    name, _, value = headline.partition(" ")
+    return value.removeprefix("= ") if value and name.isidentifier() else headline
 
 
 def write_csv(path: Path, table: ClassTable) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from fixtures.profiles import PROFILES
 from reports.evidence import Evidence, EvidenceError, display_verdict, load
 from reports.grading.claims import ClaimInfo
+from reports.grading.feedback import FEEDBACK_FILE
 from reports.grading.sessions import Result
 from reports.matrix import headline_text
 
@@ -67,6 +68,12 @@ class Row:
         """The session's pytest.log, else its validation's log: where to read what happened."""
         session = self.directory / "pytest.log"
         return session if session.is_file() else self.directory / "validate.log"
+
+    @property
+    def feedback(self) -> Path | None:
+        """The student's feedback report (reports/grading/feedback.py), where their session left evidence."""
+        path = self.directory / FEEDBACK_FILE
+        return path if path.is_file() else None
 
 
 def one_line(text: str, source: str = "") -> str:
