@@ -18,8 +18,8 @@ import pytest
 from fixtures import backend, plan, recipes
 from fixtures.data import load_mnist
 from fixtures.profiles import PROFILES
+from fixtures.runcache import RECORD
 from fixtures.runs import RunStore
-from fixtures.training import RECORD
 from tests.planted import claims_project
 from tests.tiny import tiny_data, tiny_store
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from fixtures.runs import RunSpec
-from fixtures.training import MODEL_FILE, RECORD
+from fixtures.runcache import MODEL_FILE, RECORD
+from fixtures.runspec import RunSpec
 from tests.tiny import tiny_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,7 +197,7 @@ def test_a_corrupt_entry_whose_deletion_stops_half_way_is_out_of_the_way_of_its_
     spec = store.spec("tiny", batch_size=32, epochs=2, seed=0)
     run = store.get(spec)
     (run.path / MODEL_FILE).write_bytes(b"tampered")
-    monkeypatch.setattr("fixtures.runs.shutil.rmtree", lambda path, ignore_errors=False: None)
+    monkeypatch.setattr("fixtures.runcache.shutil.rmtree", lambda path, ignore_errors=False: None)
     with pytest.warns(UserWarning, match=f"corrupt.*{MODEL_FILE}"):
         again = tiny_store(tmp_path).get(spec)
     assert again.source == "trained" and again.history == run.history

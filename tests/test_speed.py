@@ -18,7 +18,7 @@ from datetime import datetime
 import pytest
 
 from fixtures import backend, timing
-from fixtures.runs import RunSpec
+from fixtures.runspec import RunSpec
 from reports import timing_split
 from tests.test_backend import INSTALLED, last_json, python
 from tests.test_submissions import NOTEBOOK_SPEC

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fixtures import models
-from fixtures.runs import RunSpec
+from fixtures.runspec import RunSpec
 from fixtures.submissions import Submission, SubmissionError, load
 from tests.planted import claims_project
 from tests.tiny import tiny_store
