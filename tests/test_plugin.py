@@ -25,6 +25,7 @@ def test_holds(claim):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "plugins",
     [["-p", "no:xdist"], ["-p", "no:cacheprovider"], ["-p", "no:xdist", "-p", "no:cacheprovider"]],
@@ -58,6 +59,7 @@ def test_the_suite_runs_without_xdist_or_the_cache_plugin(plugins, tmp_path):
     assert (tmp_path / "evidence" / "evidence.json").is_file()
 
 
+@pytest.mark.slow
 def test_reports_look_first_where_a_session_writes_by_default(pytester, monkeypatch):
     """A session's default evidence directory (pytest's cache, honouring its `cache_dir` setting) is the first
     place `python -m reports` looks for it, for a checkout configured as this one is, in pyproject.toml."""
@@ -89,6 +91,7 @@ def pytest_unconfigure(config):
 """
 
 
+@pytest.mark.slow
 def test_the_xdist_controller_imports_no_keras_backend(pytester):
     """The controller trains nothing: its progress display and evidence writing must not pay Keras's and
     TensorFlow's start-up once more (the modules it has imported when it ends are read in its own process)."""

@@ -66,6 +66,7 @@ def store(tmp_path):
     return tiny_store(tmp_path)
 
 
+@pytest.mark.slow
 def test_key_is_stable_across_processes(store, tmp_path):
     spec = store.spec("tiny", batch_size=32, epochs=2, seed=0)
     other = result_of(start_tiny(tmp_path, epochs=2, seed=0))
@@ -111,6 +112,7 @@ def test_training_does_not_change_later_keys(store):
     assert store.spec("tiny", batch_size=32, epochs=2, seed=0).key == before
 
 
+@pytest.mark.slow
 def test_concurrent_requests_train_once_the_second_waiting_on_the_lock(tmp_path):
     processes = [start_tiny(tmp_path, epochs=10) for _ in range(2)]
     results = [result_of(p) for p in processes]
@@ -150,6 +152,7 @@ def test_get_all_keeps_order_trains_duplicates_once_and_waits_for_locked_runs_la
     assert (tmp_path / first.key).stat().st_mtime > released["at"], "the locked run was trained after its release"
 
 
+@pytest.mark.slow
 def test_killed_training_leaves_nothing_valid(tmp_path):
     doomed = start_tiny(tmp_path, epochs=500)
     wait_for_log(doomed, tmp_path, "epoch 1/", timeout=300)
