@@ -215,6 +215,7 @@ def recorded(directory: Path) -> dict[str, dict]:
     return {c["id"]: c for c in json.loads((directory / "evidence.json").read_text())["claims"]}
 
 
+@pytest.mark.slow
 def test_sessions_accumulate_and_fresh_evidence_starts_afresh(suite: pytest.Pytester) -> None:
     directory = suite.path / ".pytest_cache/d/claims-evidence"
     suite.runpytest_subprocess().assert_outcomes(passed=2, skipped=1)
@@ -254,6 +255,7 @@ def test_crashes(claim):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
 def test_a_claim_that_errors_now_drops_the_verdict_an_earlier_session_recorded(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
@@ -273,6 +275,7 @@ def test_a_claim_that_errors_now_drops_the_verdict_an_earlier_session_recorded(
     assert not (directory / "arrays" / "c-crashes.npz").exists()  # this session overwrote them, then crashed
 
 
+@pytest.mark.slow
 def test_without_the_cache_plugin_the_user_cache_dir_is_used_and_named(suite: pytest.Pytester, tmp_path: Path) -> None:
     result = suite.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, skipped=1)

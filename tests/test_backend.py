@@ -49,6 +49,7 @@ def last_json(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", INSTALLED)
 def test_same_tiny_spec_trains_to_identical_histories(name, tmp_path):
     """Two processes train the same tiny spec from scratch on `name` (CPU, deterministic): identical
@@ -75,6 +76,7 @@ def test_same_tiny_spec_trains_to_identical_histories(name, tmp_path):
     assert a["environment"]["peak_gpu_memory_bytes"] is None  # CPU
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_suite_never_imports_tensorflow_under_jax():
     """Every suite module imports, and every backend question is answered, with TensorFlow unimportable."""
@@ -102,6 +104,7 @@ def test_suite_never_imports_tensorflow_under_jax():
     assert result["deterministic"] is True and result["determinism"]["xla_gpu_deterministic_ops"] is False
 
 
+@pytest.mark.slow
 def test_runner_blocks_tensorflow_in_xdist_workers(tmp_path):
     """The CI runner's block reaches the workers, which are fresh interpreters, not only its own process."""
     (tmp_path / "test_probe.py").write_text(
@@ -338,6 +341,7 @@ def test_op_determinism_on_a_jax_gpu_stops_with_one_line(fake_gpu, monkeypatch):
     assert backend.Jax().set_determinism(False) == {"xla_gpu_deterministic_ops": False, "gpu": True}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_pooling_gradient_compiles_on_a_cpu_under_the_flag():
     """The probe itself runs: on a CPU, with the flag set, XLA compiles the gradient (the flag is GPU-only)."""
@@ -350,6 +354,7 @@ def test_pooling_gradient_compiles_on_a_cpu_under_the_flag():
     assert last_json(python(code, "jax", block_tensorflow=True)) == {"problem": None}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_jax_precision_is_recorded_and_changes_nothing_on_a_cpu():
     """--gpu-precision highest sets jax_default_matmul_precision (recorded); on a CPU float32 convolutions and
@@ -420,6 +425,7 @@ LOSS_PATH = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", INSTALLED)
 def test_the_recorded_loss_path_is_the_one_keras_takes(name):
     """A sample whose true class has probability e^-50: from the logits the loss is 50; from probabilities
@@ -436,6 +442,7 @@ def test_the_recorded_loss_path_is_the_one_keras_takes(name):
         assert seen["from"] == ("logits" if name == "tensorflow" else "clipped probabilities"), model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("declares", [False, True], ids=["undeclared", "declared-runs"])
 def test_impossible_determinism_fails_each_training_claim_with_one_line(pytester, declares):
     """Where the backend refuses deterministic ops (planted here, as on a JAX GPU), every test that needs the run

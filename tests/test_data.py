@@ -264,6 +264,7 @@ def test_real_mnist_subset(real_dir):
     assert s.source.endswith("[first 6000/1000]") and s.fingerprint != m.fingerprint
 
 
+@pytest.mark.slow
 def test_missing_mnist_is_one_line_per_claim_under_xdist(pytester, tmp_path):
     """A claim run with a wrong --mnist-dir says what is wrong and what to do in one line, with no chain of
     causes above it (xdist prints the exception's chain when the failure is raised inside an except block)."""

@@ -54,6 +54,7 @@ def evidence(pytester: pytest.Pytester) -> dict:
     return json.loads((pytester.path / ".pytest_cache/d/claims-evidence/evidence.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
 def test_verdicts_become_outcomes_and_evidence(suite, workers):
     result = suite.runpytest_subprocess("-p", "xdist", *workers, "-rs")
@@ -73,11 +74,13 @@ def test_verdicts_become_outcomes_and_evidence(suite, workers):
     assert claims["c-known"]["known_refutation"] == "refuted on this TF: 0.97"
 
 
+@pytest.mark.slow
 def test_strict_claims_fail_inconclusive(suite):
     result = suite.runpytest_subprocess("--strict-claims", "-k", "inconclusive")
     result.assert_outcomes(failed=1)
 
 
+@pytest.mark.slow
 def test_claim_id_selects_with_k(suite):
     result = suite.runpytest_subprocess("-k", "c-holds")
     result.assert_outcomes(passed=1)
@@ -93,6 +96,7 @@ def test_verdict_of_a_fact():
     assert Verdict.of(True) is Verdict.HOLDS and Verdict.of(False) is Verdict.REFUTED
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", ["0", "two"])
 def test_seeds_below_one_are_rejected(suite, seeds):
     result = suite.runpytest_subprocess("--seeds", seeds)
@@ -157,6 +161,7 @@ def test_ruling_of_tests_is_nan_safe_and_does_not_depend_on_the_order_of_its_par
     assert all(math.isfinite(r.p) for r in rulings)
 
 
+@pytest.mark.slow
 def test_claim_check_records_the_ruling_s_tests_among_the_statistics(suite):
     claims_project(suite, test_recorded=RECORDED)
     suite.runpytest_subprocess("-k", "c-recorded").assert_outcomes(passed=1, failed=1)
@@ -206,6 +211,7 @@ def test_never_decided(claim):
 """
 
 
+@pytest.mark.slow
 def test_seeds_auto_looks_at_3_5_8_and_stops_when_decided(pytester: pytest.Pytester):
     claims_project(pytester, test_auto=AUTO_CLAIMS)
     result = pytester.runpytest_subprocess("--seeds", "auto", "--max-seeds", "8")

@@ -43,6 +43,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return claims_project(pytester, test_steady=STEADY)
 
 
+@pytest.mark.slow
 def test_stable_claims_pass(project, capsys):
     assert flakiness.main(["--reruns", "2", "--", "-p", "xdist", "-n", "2"]) == 0
     out = capsys.readouterr().out
@@ -50,6 +51,7 @@ def test_stable_claims_pass(project, capsys):
     assert "stable: each of 2 claims had the same verdict in all 2 reruns" in out
 
 
+@pytest.mark.slow
 def test_alternating_claim_fails_naming_it_and_its_numbers(project, capsys, tmp_path):
     project.makepyfile(test_flips=FLIPPING)
     assert flakiness.main(["--reruns", "3", "--keep", str(tmp_path / "kept"), "--", "."]) == 1
@@ -70,6 +72,7 @@ def test_claim_missing_from_a_rerun_counts_as_a_difference():
     ]
 
 
+@pytest.mark.slow
 def test_rerun_that_cannot_run_is_an_error_not_stable(project, capsys):
     assert flakiness.main(["--reruns", "2", "--", "--no-such-option"]) == 2
     assert "pytest exited 4" in capsys.readouterr().out

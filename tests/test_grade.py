@@ -508,6 +508,7 @@ sys.exit(grade.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_ends_every_childs_session_and_writes_the_page(tmp_path: Path, stop: signal.Signals) -> None:
     """SIGTERM or SIGHUP to the grader while a builder (and a process it forked) hangs in its validation, in a
@@ -580,6 +581,7 @@ def rows_of(csv_path: Path) -> dict[str, dict[str, str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_a_class_with_a_builder_that_never_returns_and_one_that_eats_memory(tmp_path: Path, capsys) -> None:
     """Two students at once: the hang ends at its validation's wall-time limit, the hog in its session at the
     memory limit, each with a row naming it; the others' rows are complete; the README is one ignored line."""
@@ -623,6 +625,7 @@ def test_a_class_with_a_builder_that_never_returns_and_one_that_eats_memory(tmp_
     assert trained and {r["threads"] for r in trained} == {threads}
 
 
+@pytest.mark.slow
 def test_two_slices_merged_give_the_whole_classs_table(tmp_path: Path) -> None:
     """The whole class, then its two slices graded at once (two jobs sharing the runs cache), then merged."""
     needs_mnist()

@@ -80,6 +80,7 @@ def test_functional_branches_follow_the_graph_not_the_list_order():
     assert models.activated(model, layout.conv1)[1] == "relu"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte.gz").is_file(), reason=f"real MNIST not found in {MNIST}")
 def test_a_student_in_the_basic_cnn_layout_gets_the_feature_map_claims(tmp_path: Path):
     """The issue's case: a student's model laid out as the notebook's basic CNN skipped feature-maps-are-filters

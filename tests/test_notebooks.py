@@ -68,6 +68,7 @@ def optimizer_config(config: dict[str, Any]) -> dict[str, Any]:
 # --- the example notebooks, extracted in the child ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "twin", "variable", "cell", "errors"),
     [
@@ -96,6 +97,7 @@ def test_example_notebook_gives_its_twins_architecture_and_optimizer(
     assert optimizer_config(submission.optimizer) == optimizer_config(expected)
 
 
+@pytest.mark.slow
 def test_the_fit_settings_are_recorded_not_used(mnist_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "gus.ipynb"
     path.write_bytes((EXAMPLES / "gus.ipynb").read_bytes())
@@ -107,6 +109,7 @@ def test_the_fit_settings_are_recorded_not_used(mnist_dir: Path, tmp_path: Path)
     assert record["reported"] == {"value": 0.9887, "cell": 7, "text": "Test accuracy: 98.87%"}
 
 
+@pytest.mark.slow
 def test_a_model_cell_that_raises_is_one_line(mnist_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "hal.ipynb"
     path.write_bytes((EXAMPLES / "hal.ipynb").read_bytes())
@@ -118,6 +121,7 @@ def test_a_model_cell_that_raises_is_one_line(mnist_dir: Path, tmp_path: Path) -
     assert "never fitted, not compiled" in line and "--notebook-model" in line
 
 
+@pytest.mark.slow
 def test_the_extraction_is_cached(mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(
         tmp_path / "a.ipynb", "import keras\nfrom keras import layers", SMALL.format("m", 4), "m.fit(epochs=3)"
@@ -128,6 +132,7 @@ def test_the_extraction_is_cached(mnist_dir: Path, tmp_path: Path, monkeypatch: 
     assert first == second and first["chosen"]["fit"]["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_a_notebook_that_hangs_is_stopped(mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(notebooks, "WALL_S", 2.0)
     path = write(tmp_path / "hang.ipynb", "import time\ntime.sleep(600)")
@@ -313,6 +318,7 @@ def test_the_class_row_shows_what_the_extraction_found(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_notebook_in_a_smoke_session(tmp_path: Path) -> None:
     """`pytest claims --model improved_cnn=fay.ipynb` at the smoke profile: the extraction goes into the session's
     evidence and improved-99 sets the reported accuracy against its measured one."""

@@ -18,8 +18,8 @@ import pytest
 from fixtures import backend, plan, recipes
 from fixtures.data import load_mnist
 from fixtures.profiles import PROFILES
+from fixtures.runcache import RECORD
 from fixtures.runs import RunStore
-from fixtures.training import RECORD
 from tests.planted import claims_project
 from tests.tiny import tiny_data, tiny_store
 
@@ -236,6 +236,7 @@ def training_lines(cache: Path) -> dict[str, list[tuple[int, float]]]:
     return found
 
 
+@pytest.mark.slow
 def test_two_workers_train_the_longest_first_and_each_run_once(pytester):
     project, options = tiny_project(pytester, EPOCHS, MISDECLARED)
     result = project.runpytest_subprocess(*options, "-n", "2", timeout=600)
@@ -261,6 +262,7 @@ def test_two_workers_train_the_longest_first_and_each_run_once(pytester):
     result.stdout.fnmatch_lines([f"*backend threads per worker={max(1, backend.cpu_cores() // 2)}*2 workers*"])
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_training_leaves_the_cache_valid(pytester):
     project, options = tiny_project(pytester, {"doomed": 60})
     cache = pytester.path / "cache"

@@ -1,8 +1,9 @@
-"""The suite's pytest plugin: it runs with and without xdist and pytest's cache plugin, and the report finds
-the evidence where a session put it by default."""
+"""The suite's pytest plugin: it runs with and without xdist and pytest's cache plugin, the report finds the
+evidence where a session put it by default, and xdist's controller imports no Keras backend."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from fixtures import paths
 from reports import evidence as report_evidence
-from tests.planted import REPO
+from tests.planted import REPO, claims_project
 
 CLAIM = """
 import pytest
@@ -24,6 +25,7 @@ def test_holds(claim):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "plugins",
     [["-p", "no:xdist"], ["-p", "no:cacheprovider"], ["-p", "no:xdist", "-p", "no:cacheprovider"]],
@@ -57,6 +59,7 @@ def test_the_suite_runs_without_xdist_or_the_cache_plugin(plugins, tmp_path):
     assert (tmp_path / "evidence" / "evidence.json").is_file()
 
 
+@pytest.mark.slow
 def test_reports_look_first_where_a_session_writes_by_default(pytester, monkeypatch):
     """A session's default evidence directory (pytest's cache, honouring its `cache_dir` setting) is the first
     place `python -m reports` looks for it, for a checkout configured as this one is, in pyproject.toml."""
@@ -75,3 +78,28 @@ def test_reports_look_first_where_a_session_writes_by_default(pytester, monkeypa
     assert paths.default_dirs(paths.EVIDENCE)[0] / "evidence.json" == written
     assert report_evidence.resolve(None) == written
     assert Path(paths.USER_CACHE) == paths.default_dirs(paths.EVIDENCE)[1].parent
+
+
+CONTROLLER_MODULES = """
+import json, sys
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):  # xdist's controller
+        imported = [name for name in ("keras", "tensorflow", "jax", "torch") if name in sys.modules]
+        with open("controller-modules.json", "w") as f:
+            json.dump(imported, f)
+"""
+
+
+@pytest.mark.slow
+def test_the_xdist_controller_imports_no_keras_backend(pytester):
+    """The controller trains nothing: its progress display and evidence writing must not pay Keras's and
+    TensorFlow's start-up once more (the modules it has imported when it ends are read in its own process)."""
+    claims_project(pytester, test_claims=CLAIM, controller_modules=CONTROLLER_MODULES)
+    cache, evidence = pytester.path / "runs", pytester.path / "evidence"
+    result = pytester.runpytest_subprocess(
+        "-n", "1", "-p", "controller_modules", "--claims-cache", str(cache), "--claims-evidence", str(evidence)
+    )
+    result.assert_outcomes(passed=1)
+    assert (evidence / "evidence.json").is_file()
+    assert json.loads((pytester.path / "controller-modules.json").read_text()) == []

@@ -789,6 +789,7 @@ def test_rule(): ...
 """
 
 
+@pytest.mark.slow
 def test_meta_test_fails_on_a_planted_claim_without_rule_test(pytester: pytest.Pytester):
     pytester.mkdir("claims").joinpath("test_planted.py").write_text(PLANTED_CLAIM)
     pytester.mkdir("tests").joinpath("test_planted_rules.py").write_text(PLANTED_RULE_TEST)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from fixtures.runs import RunSpec
-from fixtures.training import MODEL_FILE, RECORD
+from fixtures.runcache import MODEL_FILE, RECORD
+from fixtures.runspec import RunSpec
 from tests.tiny import tiny_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,6 +66,7 @@ def store(tmp_path):
     return tiny_store(tmp_path)
 
 
+@pytest.mark.slow
 def test_key_is_stable_across_processes(store, tmp_path):
     spec = store.spec("tiny", batch_size=32, epochs=2, seed=0)
     other = result_of(start_tiny(tmp_path, epochs=2, seed=0))
@@ -111,6 +112,7 @@ def test_training_does_not_change_later_keys(store):
     assert store.spec("tiny", batch_size=32, epochs=2, seed=0).key == before
 
 
+@pytest.mark.slow
 def test_concurrent_requests_train_once_the_second_waiting_on_the_lock(tmp_path):
     processes = [start_tiny(tmp_path, epochs=10) for _ in range(2)]
     results = [result_of(p) for p in processes]
@@ -150,6 +152,7 @@ def test_get_all_keeps_order_trains_duplicates_once_and_waits_for_locked_runs_la
     assert (tmp_path / first.key).stat().st_mtime > released["at"], "the locked run was trained after its release"
 
 
+@pytest.mark.slow
 def test_killed_training_leaves_nothing_valid(tmp_path):
     doomed = start_tiny(tmp_path, epochs=500)
     wait_for_log(doomed, tmp_path, "epoch 1/", timeout=300)
@@ -197,7 +200,7 @@ def test_a_corrupt_entry_whose_deletion_stops_half_way_is_out_of_the_way_of_its_
     spec = store.spec("tiny", batch_size=32, epochs=2, seed=0)
     run = store.get(spec)
     (run.path / MODEL_FILE).write_bytes(b"tampered")
-    monkeypatch.setattr("fixtures.runs.shutil.rmtree", lambda path, ignore_errors=False: None)
+    monkeypatch.setattr("fixtures.runcache.shutil.rmtree", lambda path, ignore_errors=False: None)
     with pytest.warns(UserWarning, match=f"corrupt.*{MODEL_FILE}"):
         again = tiny_store(tmp_path).get(spec)
     assert again.source == "trained" and again.history == run.history

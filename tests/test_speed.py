@@ -18,7 +18,7 @@ from datetime import datetime
 import pytest
 
 from fixtures import backend, timing
-from fixtures.runs import RunSpec
+from fixtures.runspec import RunSpec
 from reports import timing_split
 from tests.test_backend import INSTALLED, last_json, python
 from tests.test_submissions import NOTEBOOK_SPEC
@@ -50,6 +50,7 @@ TRAIN_AT_EVERY_N = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", INSTALLED)
 def test_steps_per_execution_leaves_histories_identical(name):
     """N = 1, N = auto and N = 5 (12 steps an epoch: groups of 5, 5 and 2, the last batch partial): one key, and
@@ -84,6 +85,7 @@ TRAIN_WITH_COMPILATION_CACHE = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_jax_s_compilation_cache_changes_no_number(tmp_path):
     """A second process trains the same spec from JAX's persistent compilation cache, which the first filled:

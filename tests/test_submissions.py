@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fixtures import models
-from fixtures.runs import RunSpec
+from fixtures.runspec import RunSpec
 from fixtures.submissions import Submission, SubmissionError, load
 from tests.planted import claims_project
 from tests.tiny import tiny_store
@@ -252,6 +252,7 @@ def test_find_layers_by_type() -> None:
 # --- the command line --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_model_option_errors_are_one_usage_line(pytester: pytest.Pytester, tmp_path: Path) -> None:
     claims_project(pytester, test_x="def test_x():\n    pass\n")
     result = pytester.runpytest_subprocess("--model", f"improved_cnn={tmp_path}/absent.py:build")
