@@ -208,6 +208,7 @@ def test_the_grader_unpacks_a_zip_and_stops_on_a_folder_error_with_one_line(tmp_
 # --- for real: an nbgrader tree and a Canvas download, graded at the smoke profile -------------------------------
 
 
+@pytest.mark.slow
 def test_an_nbgrader_tree_and_a_canvas_download_graded_one_row_per_student(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
