@@ -28,7 +28,7 @@ import pytest
 from scipy import stats as sps
 
 from fixtures import analysis, backend, models, recipes, stats
-from fixtures.claim import Ruling, rule
+from fixtures.claim import Description, Ruling, rule
 
 EXAMPLE = 31727  # the notebook's `idx`: "This example could be a 1 or 7."
 N_RANDOM_PROBES = 4  # further training examples whose feature maps are checked too
@@ -158,6 +158,28 @@ def weight_shapes_rule(rows: Sequence[dict]) -> Ruling:
     )
 
 
+def kernel_row(name: str, run: Any, notebook: tuple[int, ...]) -> dict[str, Any]:
+    """One model's first Conv2D: its kernel and bias shapes, the shape expected of it (the notebook's, or a student's
+    own configuration) and that configuration; skips the claim where the model has no such layer or no bias."""
+    layout = models.find_layers(run.model)
+    skip_unless(layout.missing("conv1"))
+    layer = run.model.layers[layout.conv1]
+    skip_unless(None if layer.use_bias else "its first Conv2D has no bias (use_bias=False)")
+    kernel, bias = layer.get_weights()
+    input_channels = layer.input.shape[-1]
+    own = (*layer.kernel_size, input_channels, layer.filters)
+    return {
+        "model": name,
+        "seed": run.spec.seed,
+        "kernel": kernel.shape,
+        "bias": bias.shape,
+        "expected_kernel": own if run.spec.model_source else notebook,
+        "kernel_size": tuple(layer.kernel_size),
+        "input_channels": input_channels,
+        "filters": layer.filters,
+    }
+
+
 @pytest.mark.claim(
     "weight-shapes",
     runs=(recipes.improved, recipes.first_basic),
@@ -175,35 +197,11 @@ def test_weight_shapes(claim, runs, seeds, improved):
     model; one without a Conv2D skips.
     """
     (basic,) = runs.get_all(recipes.first_basic(runs, seeds))
-    rows = []
-    for name, run, notebook in [("improved", r, (3, 3, 1, 32)) for r in improved] + [("basic", basic, (3, 3, 1, 16))]:
-        layout = models.find_layers(run.model)
-        skip_unless(layout.missing("conv1"))
-        layer = run.model.layers[layout.conv1]
-        skip_unless(None if layer.use_bias else "its first Conv2D has no bias (use_bias=False)")
-        kernel, bias = layer.get_weights()
-        input_channels = layer.input.shape[-1]
-        own = (*layer.kernel_size, input_channels, layer.filters)
-        rows.append(
-            {
-                "model": name,
-                "seed": run.spec.seed,
-                "kernel": kernel.shape,
-                "bias": bias.shape,
-                "expected_kernel": own if run.spec.model_source else notebook,
-                "kernel_size": tuple(layer.kernel_size),
-                "input_channels": input_channels,
-                "filters": layer.filters,
-            }
-        )
+    rows = [kernel_row("improved", r, (3, 3, 1, 32)) for r in improved] + [kernel_row("basic", basic, (3, 3, 1, 16))]
     ruling = weight_shapes_rule(rows)
-    claim.check(
-        ruling,
-        summary=ruling.headline["text"] + f" ({len(improved)} improved seed(s), basic seed {seeds[0]})",
-        measured={"layers": rows},
-        runs=[*improved, basic],
-        seeds=seeds,
-    )
+    claim.uses([*improved, basic])
+    summary = ruling.headline["text"] + f" ({len(improved)} improved seed(s), basic seed {seeds[0]})"
+    claim.check(ruling, summary=summary, measured={"layers": rows})
 
 
 # --- Visualizing the feature maps ----------------------------------------------------------
@@ -251,6 +249,31 @@ def _first_conv_as_the_notebook_computes_it(probe: Probe) -> Any:
     return layer
 
 
+def feature_map_errors(probe: Probe, images: np.ndarray, operand_u: float) -> tuple[bool, dict[str, Any]]:
+    """One seed's first-conv maps against ReLU(valid cross-correlation + bias) computed in float64: whether their
+    shape is the expected one, and per image the largest error and its ratio to the rounding bound."""
+    layer = _first_conv_as_the_notebook_computes_it(probe)
+    kernel, bias = layer.get_weights()
+    expected = (26, 26, 32)
+    if probe.run.spec.model_source:
+        expected = (28 - layer.kernel_size[0] + 1, 28 - layer.kernel_size[1] + 1, layer.filters)
+    errors, ratios = [], []
+    for image, maps in zip(images, probe.conv1, strict=True):
+        reference = np.maximum(analysis.conv_valid(image, kernel, bias), 0.0)
+        error = np.abs(maps.astype(np.float64) - reference)
+        bound = analysis.conv_error_bound(image, kernel, bias, operand_unit_roundoff=operand_u)
+        errors.append(float(error.max()))
+        ratios.append(float(np.max(error / np.maximum(bound, np.finfo(np.float64).tiny))))
+    row = {
+        "seed": probe.run.spec.seed,
+        "shape": (1, *probe.conv1.shape[1:]),
+        "max_abs_error": errors,
+        "error_over_bound": ratios,
+        "max_abs_map": float(np.abs(probe.conv1).max()),
+    }
+    return probe.conv1.shape == (len(images), *expected), row
+
+
 @pytest.mark.claim("feature-maps-are-filters", runs=(recipes.improved,), question=QUESTION_FEATURE_MAPS)
 def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_indices):
     """ "Relate these activation with the filters you have visualized previously."
@@ -271,50 +294,24 @@ def test_feature_maps_are_filtered_images(claim, seeds, mnist, probes, probe_ind
     """
     operand_u = backend.conv_operand_roundoff()
     images = mnist.X_train[probe_indices][..., 0]
-    measured: dict[str, Any] = {"examples": probe_indices, "operand_unit_roundoff": operand_u, "per_seed": []}
-    shapes_ok, max_errors, worst_ratios = [], [], []
-    for probe in probes:
-        layer = _first_conv_as_the_notebook_computes_it(probe)
-        kernel, bias = layer.get_weights()
-        expected = (26, 26, 32)
-        if probe.run.spec.model_source:
-            expected = (28 - layer.kernel_size[0] + 1, 28 - layer.kernel_size[1] + 1, layer.filters)
-        shape_ok = probe.conv1.shape == (len(probe_indices), *expected)
-        errors, ratios = [], []
-        for image, maps in zip(images, probe.conv1, strict=True):
-            reference = np.maximum(analysis.conv_valid(image, kernel, bias), 0.0)
-            error = np.abs(maps.astype(np.float64) - reference)
-            bound = analysis.conv_error_bound(image, kernel, bias, operand_unit_roundoff=operand_u)
-            errors.append(float(error.max()))
-            ratios.append(float(np.max(error / np.maximum(bound, np.finfo(np.float64).tiny))))
-        shapes_ok.append(shape_ok)
-        max_errors.append(float(np.max(errors)))
-        worst_ratios.append(float(np.max(ratios)))
-        measured["per_seed"].append(
-            {
-                "seed": probe.run.spec.seed,
-                "shape": (1, *probe.conv1.shape[1:]),
-                "max_abs_error": errors,
-                "error_over_bound": ratios,
-                "max_abs_map": float(np.abs(probe.conv1).max()),
-            }
-        )
+    shapes_ok, rows = zip(*(feature_map_errors(probe, images, operand_u) for probe in probes), strict=True)
+    max_errors = [float(np.max(r["max_abs_error"])) for r in rows]
+    worst_ratios = [float(np.max(r["error_over_bound"])) for r in rows]
     first = probes[0]
     claim.save_arrays(
         image=images[0] + mnist.X_mean[:, :, 0],
         filters=first.run.model.layers[first.layout.conv1].get_weights()[0],
         conv_maps=first.conv1[0],
     )
-    ruling = feature_maps_rule(shapes_ok, worst_ratios)
+    ruling = feature_maps_rule(list(shapes_ok), worst_ratios)
+    claim.uses(p.run for p in probes)
     claim.check(
         ruling,
         summary=f"maps {(1, *first.conv1.shape[1:])} = ReLU(x corr W_k + b_k) for {len(probe_indices)} images x "
         f"{len(probes)} seed(s): max abs error {np.max(max_errors):.2e}, at most {np.max(worst_ratios):.2f} "
         f"of the rounding bound",
-        measured=measured,
+        measured={"examples": probe_indices, "operand_unit_roundoff": operand_u, "per_seed": list(rows)},
         statistics={"max_abs_error": stats.summarize(max_errors), "error_over_bound": stats.summarize(worst_ratios)},
-        runs=[p.run for p in probes],
-        seeds=seeds,
     )
 
 
@@ -346,6 +343,23 @@ def _pool_size_as_the_notebook_computes_it(probe: Probe) -> int:
     return int(size[0])
 
 
+def pooling_row(probe: Probe, images: int) -> dict[str, Any]:
+    """One seed's first pooling maps against the block maxima of its conv maps: elements that differ (-1: wrong
+    shape) and the largest difference."""
+    size, expected_shape = 2, (13, 13, 32)
+    if probe.run.spec.model_source:
+        size = _pool_size_as_the_notebook_computes_it(probe)
+        expected_shape = (probe.conv1.shape[1] // size, probe.conv1.shape[2] // size, probe.conv1.shape[3])
+    shape_ok = probe.pool1.shape == (images, *expected_shape)
+    expected = np.stack([analysis.block_max_pool(maps, size) for maps in probe.conv1])
+    return {
+        "seed": probe.run.spec.seed,
+        "shape": (1, *probe.pool1.shape[1:]),
+        "differing_elements": int(np.sum(probe.pool1 != expected)) if shape_ok else -1,
+        "max_abs_difference": float(np.abs(probe.pool1 - expected).max()) if shape_ok else None,
+    }
+
+
 @pytest.mark.claim(
     "pooling-maps", runs=(recipes.improved,), question="Q: Do the same with the output of the first max-pooling layer."
 )
@@ -360,35 +374,17 @@ def test_pooling_maps_are_block_maxima(claim, seeds, probes, probe_indices):
     Dropout), if it pools them in non-overlapping square blocks ('valid'), its expected shape following its
     own pool size; otherwise the claim skips, naming what differs.
     """
-    measured: dict[str, Any] = {"examples": probe_indices, "per_seed": []}
-    mismatches = []
-    for probe in probes:
-        size, expected_shape = 2, (13, 13, 32)
-        if probe.run.spec.model_source:
-            size = _pool_size_as_the_notebook_computes_it(probe)
-            expected_shape = (probe.conv1.shape[1] // size, probe.conv1.shape[2] // size, probe.conv1.shape[3])
-        shape_ok = probe.pool1.shape == (len(probe_indices), *expected_shape)
-        expected = np.stack([analysis.block_max_pool(maps, size) for maps in probe.conv1])
-        differing = int(np.sum(probe.pool1 != expected)) if shape_ok else -1
-        mismatches.append(differing)
-        measured["per_seed"].append(
-            {
-                "seed": probe.run.spec.seed,
-                "shape": (1, *probe.pool1.shape[1:]),
-                "differing_elements": differing,
-                "max_abs_difference": float(np.abs(probe.pool1 - expected).max()) if shape_ok else None,
-            }
-        )
+    rows = [pooling_row(probe, len(probe_indices)) for probe in probes]
+    mismatches = [r["differing_elements"] for r in rows]
     first = probes[0]
     claim.save_arrays(pool_maps=first.pool1[0])
     ruling = pooling_rule(mismatches)
+    claim.uses(p.run for p in probes)
     claim.check(
         ruling,
         summary=f"pooling maps {(1, *first.pool1.shape[1:])}: 2x2 block maxima of the 26x26 conv maps, "
         f"{sum(mismatches)} differing elements over {len(probe_indices)} images x {len(probes)} seed(s)",
-        measured=measured,
-        runs=[p.run for p in probes],
-        seeds=seeds,
+        measured={"examples": probe_indices, "per_seed": rows},
     )
 
 
@@ -412,6 +408,18 @@ def deeper_layer_rule(rows: Sequence[dict]) -> Ruling:
     )
 
 
+def deeper_row(probe: Probe, images: int) -> dict[str, Any]:
+    """One seed's layers[3]: its type, output shape, lowest activation and share of zeros."""
+    return {
+        "seed": probe.run.spec.seed,
+        "layer": type(probe.run.model.layers[probe.layout.conv2]).__name__,
+        "images": images,
+        "shape": probe.conv2.shape,
+        "min": float(probe.conv2.min()),
+        "zero_fraction": float(np.mean(probe.conv2 == 0)),
+    }
+
+
 @pytest.mark.claim(
     "deeper-layer-shape",
     runs=(recipes.improved,),
@@ -428,31 +436,17 @@ def test_second_conv_layer_maps(claim, seeds, probes, probe_indices):
     """
     if models.replaced("improved_cnn"):
         skip_unless("the claim is the notebook's layers[3] output shape (1, 11, 11, 64)")
-    measured: dict[str, Any] = {"per_seed": []}
-    for probe in probes:
-        layer = probe.run.model.layers[probe.layout.conv2]
-        measured["per_seed"].append(
-            {
-                "seed": probe.run.spec.seed,
-                "layer": type(layer).__name__,
-                "images": len(probe_indices),
-                "shape": probe.conv2.shape,
-                "min": float(probe.conv2.min()),
-                "zero_fraction": float(np.mean(probe.conv2 == 0)),
-            }
-        )
-    ruling = deeper_layer_rule(measured["per_seed"])
-    first = probes[0]
+    rows = [deeper_row(probe, len(probe_indices)) for probe in probes]
+    ruling = deeper_layer_rule(rows)
+    first, zero = probes[0], [r["zero_fraction"] for r in rows]
     claim.save_arrays(conv2_maps=first.conv2[0])
-    zero = [m["zero_fraction"] for m in measured["per_seed"]]
+    claim.uses(p.run for p in probes)
     claim.check(
         ruling,
-        summary=f"layers[3] ({measured['per_seed'][0]['layer']}) maps {(1, *first.conv2.shape[1:])}; "
+        summary=f"layers[3] ({rows[0]['layer']}) maps {(1, *first.conv2.shape[1:])}; "
         f"{np.mean(zero):.0%} of its activations on the probe images are zero",
-        measured=measured,
+        measured={"per_seed": rows},
         statistics={"zero_fraction": stats.summarize(zero)},
-        runs=[p.run for p in probes],
-        seeds=seeds,
     )
 
 
@@ -470,6 +464,75 @@ def edge_rule(
         {"edge_score_trained_minus_initial": vs_init, "edge_score_trained_minus_random": vs_random},
         f"edge score trained - initial {vs_init.describe(3)}; trained - random {vs_random.describe(3)}",
     )
+
+
+@dataclass(frozen=True)
+class EdgeScores:
+    """Per seed: the mean edge score of the first layer's trained filters, of the same filters at initialisation and
+    of random ones (the rule's three), each seed's row of scores and tests, the first seed's arrays, the runs."""
+
+    runs: list[Any]
+    rows: list[dict[str, Any]]
+    arrays: dict[str, np.ndarray]
+    trained: list[float]
+    initial: list[float]
+    random: list[float]
+
+
+def edge_scores(run: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One seed's edge scores (analysis.gradient_energy_share) of its first Conv2D's trained filters, the same filters
+    at initialisation, and RANDOM_FILTERS_PER_FILTER scale-matched random filters per trained one (rng seeded by
+    the seed); skips the claim unless the filters are 3x3 over one channel. Returns its row and its arrays."""
+    layout = models.find_layers(run.model)
+    skip_unless(layout.missing("conv1"))
+    trained = run.model.layers[layout.conv1].get_weights()[0]
+    if trained.shape[:3] != (3, 3, 1):
+        skip_unless(f"its first Conv2D's kernel is {trained.shape}; the edge score needs 3x3 filters over one channel")
+    initial = run.initial_model().layers[layout.conv1].get_weights()[0]
+    rng = np.random.default_rng(run.spec.seed)
+    sd = trained[:, :, 0, :].std(axis=(0, 1))
+    filters = trained.shape[3]
+    random = (rng.standard_normal((3, 3, 1, filters, RANDOM_FILTERS_PER_FILTER)) * sd[:, None]).reshape(3, 3, 1, -1)
+    s_trained, s_init, s_random = (analysis.gradient_energy_share(f) for f in (trained, initial, random))
+    row = {
+        "seed": run.spec.seed,
+        "filters": filters,
+        "mean_score_trained": float(s_trained.mean()),
+        "mean_score_initial": float(s_init.mean()),
+        "mean_score_random": float(s_random.mean()),
+        "median_score_trained": float(np.median(s_trained)),
+        "filters_above_half_trained": int(np.sum(s_trained > 0.5)),
+        "filters_above_half_initial": int(np.sum(s_init > 0.5)),
+        "p_trained_gt_initial_wilcoxon": float(sps.wilcoxon(s_trained, s_init, alternative="greater").pvalue),
+        "p_trained_gt_random_mannwhitney": float(sps.mannwhitneyu(s_trained, s_random, alternative="greater").pvalue),
+    }
+    arrays = dict(
+        filters=trained, filters_init=initial, score_trained=s_trained, score_init=s_init, score_random=s_random
+    )
+    return row, arrays
+
+
+def edge_scores_of(runs: list[Any]) -> EdgeScores:
+    """The edge scores of every seed's run, with the first seed's arrays."""
+    rows, arrays = zip(*(edge_scores(run) for run in runs), strict=True)
+    means = ([r[f"mean_score_{k}"] for r in rows] for k in ("trained", "initial", "random"))
+    return EdgeScores(runs, list(rows), arrays[0], *means)
+
+
+def describe_edges(m: EdgeScores, ruling: Ruling) -> Description:
+    """filters-detect-edges's summary and record: the three mean scores, the rule's tests, the paired comparisons
+    and the first seed's filters above 0.5."""
+    s0 = m.rows[0]
+    return {
+        "summary": f"mean edge score trained {np.mean(m.trained):.2f} vs initial {np.mean(m.initial):.2f} vs random "
+        f"{np.mean(m.random):.2f} (chance 0.25); {ruling.headline['text']}; seed {s0['seed']}: "
+        f"{s0['filters_above_half_trained']}/{s0['filters']} filters > 0.5",
+        "measured": {"random_filters_per_seed": RANDOM_FILTERS_PER_FILTER * s0["filters"], "per_seed": m.rows},
+        "statistics": {
+            "mean_score_trained_vs_initial": stats.compare(m.trained, m.initial, alpha=ruling.alpha),
+            "mean_score_trained_vs_random": stats.compare(m.trained, m.random, alpha=ruling.alpha),
+        },
+    }
 
 
 @pytest.mark.claim(
@@ -495,71 +558,9 @@ def test_filters_detect_edges(claim, runs):
     Mann-Whitney (trained vs random) p-values. A student's model: its first Conv2D, if its filters are
     3x3 over the one input channel (what the Sobel templates score); otherwise the claim skips.
     """
-
-    def measure(seeds: list[int]) -> dict:
-        rows, arrays = [], {}
-        for run in improved_runs(runs, seeds):
-            layout = models.find_layers(run.model)
-            skip_unless(layout.missing("conv1"))
-            conv = layout.conv1
-            trained = run.model.layers[conv].get_weights()[0]
-            if trained.shape[:3] != (3, 3, 1):
-                skip_unless(
-                    f"its first Conv2D's kernel is {trained.shape}; the edge score needs 3x3 filters over one channel"
-                )
-            initial = run.initial_model().layers[conv].get_weights()[0]
-            rng = np.random.default_rng(run.spec.seed)
-            sd = trained[:, :, 0, :].std(axis=(0, 1))
-            filters = trained.shape[3]
-            random = (rng.standard_normal((3, 3, 1, filters, RANDOM_FILTERS_PER_FILTER)) * sd[:, None]).reshape(
-                3, 3, 1, -1
-            )
-            s_trained, s_init, s_random = (analysis.gradient_energy_share(f) for f in (trained, initial, random))
-            rows.append(
-                {
-                    "seed": run.spec.seed,
-                    "run": run,
-                    "filters": filters,
-                    "mean_score_trained": float(s_trained.mean()),
-                    "mean_score_initial": float(s_init.mean()),
-                    "mean_score_random": float(s_random.mean()),
-                    "median_score_trained": float(np.median(s_trained)),
-                    "filters_above_half_trained": int(np.sum(s_trained > 0.5)),
-                    "filters_above_half_initial": int(np.sum(s_init > 0.5)),
-                    "p_trained_gt_initial_wilcoxon": float(
-                        sps.wilcoxon(s_trained, s_init, alternative="greater").pvalue
-                    ),
-                    "p_trained_gt_random_mannwhitney": float(
-                        sps.mannwhitneyu(s_trained, s_random, alternative="greater").pvalue
-                    ),
-                }
-            )
-            arrays = arrays or dict(
-                filters=trained, filters_init=initial, score_trained=s_trained, score_init=s_init, score_random=s_random
-            )
-        return {
-            "rows": rows,
-            "arrays": arrays,
-            **{k: [r[f"mean_score_{k}"] for r in rows] for k in ("trained", "initial", "random")},
-        }
-
-    seeds, m, ruling = claim.decide(measure, lambda m, alpha: edge_rule(m["trained"], m["initial"], m["random"], alpha))
-    claim.save_arrays(**m["arrays"])
-    runs_used = [r.pop("run") for r in m["rows"]]
-    s0 = m["rows"][0]
-    claim.check(
-        ruling,
-        summary=f"mean edge score trained {np.mean(m['trained']):.2f} vs initial {np.mean(m['initial']):.2f} vs random "
-        f"{np.mean(m['random']):.2f} (chance 0.25); {ruling.headline['text']}; seed {s0['seed']}: "
-        f"{s0['filters_above_half_trained']}/{s0['filters']} filters > 0.5",
-        measured={"random_filters_per_seed": RANDOM_FILTERS_PER_FILTER * s0["filters"], "per_seed": m["rows"]},
-        statistics={
-            "mean_score_trained_vs_initial": stats.compare(m["trained"], m["initial"], alpha=ruling.alpha),
-            "mean_score_trained_vs_random": stats.compare(m["trained"], m["random"], alpha=ruling.alpha),
-        },
-        runs=runs_used,
-        seeds=seeds,
-    )
+    measured, ruling = claim.decide(lambda seeds: edge_scores_of(improved_runs(runs, seeds)), edge_rule)
+    claim.save_arrays(**measured.arrays)
+    claim.check(ruling, **describe_edges(measured, ruling))
 
 
 # --- The ambiguous example and how often ambiguities happen --------------------------------
@@ -582,6 +583,41 @@ def one_or_seven_rule(label: int, probabilities: np.ndarray, alpha: float = stat
     )
 
 
+@dataclass(frozen=True)
+class Example31727:
+    """31727's label, and per seed the improved CNN's probe and softmax output for it."""
+
+    label: int
+    probes: list[Probe]
+    probabilities: np.ndarray
+
+    @property
+    def runs(self) -> list[Any]:
+        return [p.run for p in self.probes]
+
+
+def describe_31727(m: Example31727, ruling: Ruling) -> Description:
+    """ambiguous-31727's summary and record: per seed the prediction, the top two classes, p(1) and p(7)."""
+    rows = [
+        {
+            "seed": pr.run.spec.seed,
+            "prediction": int(p.argmax()),
+            "top2": sorted(int(c) for c in np.argsort(p)[-2:]),
+            "p1": float(p[1]),
+            "p7": float(p[7]),
+            "probabilities": p,
+        }
+        for pr, p in zip(m.probes, m.probabilities, strict=True)
+    ]
+    return {
+        "summary": f"label {m.label}; {ruling.headline['text']}; predictions {[r['prediction'] for r in rows]}, top-2 "
+        f"{[r['top2'] for r in rows]}, p(1) {[round(r['p1'], 3) for r in rows]}, "
+        f"p(7) {[round(r['p7'], 3) for r in rows]}",
+        "measured": {"index": EXAMPLE, "label": m.label, "per_seed": rows},
+        "statistics": {"p1": stats.summarize([r["p1"] for r in rows]), "p7": stats.summarize([r["p7"] for r in rows])},
+    }
+
+
 @pytest.mark.claim(
     "ambiguous-31727",
     runs=(recipes.improved,),
@@ -598,35 +634,16 @@ def test_example_31727_is_a_one_or_a_seven(claim, runs, mnist, probe):
     (the prediction), its top two classes, and the margin of {1, 7} over the other classes and over
     0.1, which the rule (one_or_seven_rule) decides on.
     """
-    label = int(mnist.t_train[EXAMPLE])
 
-    def measure(seeds: list[int]) -> dict:
+    def measure(seeds: list[int]) -> Example31727:
         probes_ = [probe(run) for run in improved_runs(runs, seeds)]
-        return {"probes": probes_, "probabilities": np.stack([p.probabilities[0] for p in probes_])}  # probe 0: EXAMPLE
+        first = np.stack([p.probabilities[0] for p in probes_])  # probe 0: EXAMPLE
+        return Example31727(int(mnist.t_train[EXAMPLE]), probes_, first)
 
-    seeds, m, ruling = claim.decide(measure, lambda m, alpha: one_or_seven_rule(label, m["probabilities"], alpha))
-    rows = [
-        {
-            "seed": pr.run.spec.seed,
-            "prediction": int(p.argmax()),
-            "top2": sorted(int(c) for c in np.argsort(p)[-2:]),
-            "p1": float(p[1]),
-            "p7": float(p[7]),
-            "probabilities": p,
-        }
-        for pr, p in zip(m["probes"], m["probabilities"], strict=True)
-    ]
-    claim.save_arrays(image=mnist.X_train[EXAMPLE][:, :, 0] + mnist.X_mean[:, :, 0], probabilities=m["probabilities"])
-    claim.check(
-        ruling,
-        summary=f"label {label}; {ruling.headline['text']}; predictions {[r['prediction'] for r in rows]}, top-2 "
-        f"{[r['top2'] for r in rows]}, p(1) {[round(r['p1'], 3) for r in rows]}, "
-        f"p(7) {[round(r['p7'], 3) for r in rows]}",
-        measured={"index": EXAMPLE, "label": label, "per_seed": rows},
-        statistics={"p1": stats.summarize([r["p1"] for r in rows]), "p7": stats.summarize([r["p7"] for r in rows])},
-        runs=[p.run for p in m["probes"]],
-        seeds=seeds,
-    )
+    measured, ruling = claim.decide(measure, one_or_seven_rule)
+    image = mnist.X_train[EXAMPLE][:, :, 0] + mnist.X_mean[:, :, 0]
+    claim.save_arrays(image=image, probabilities=measured.probabilities)
+    claim.check(ruling, **describe_31727(measured, ruling))
 
 
 @rule
@@ -639,6 +656,57 @@ def ambiguities_rare_rule(fractions: Sequence[float], n_test: int, alpha: float 
     se = stats.binomial_se(OFTEN, n_test)
     test = stats.one_sided(fractions, OFTEN, higher_is_better=False, alpha=alpha, extra_se=se)
     return Ruling.of_tests({"ambiguous_fraction": test}, f"ambiguous fraction {test.describe(4)}")
+
+
+@dataclass(frozen=True)
+class Ambiguities:
+    """Per seed the share of the `n_test` test examples that are ambiguous and the row it comes from, and the runs."""
+
+    runs: list[Any]
+    rows: list[dict[str, Any]]
+    fractions: list[float]
+    n_test: int
+
+
+def ambiguity_row(run: Any, labels: np.ndarray) -> dict[str, Any]:
+    """One seed's ambiguous test examples (runner-up softmax probability >= RUNNER_UP) and error rates beside them."""
+    p = run.test_probabilities
+    if p.shape != (len(labels), 10):
+        raise AssertionError(f"{run.spec.label}: test probabilities {p.shape} do not match {len(labels)} labels")
+    ambiguous = np.sort(p, axis=1)[:, -2] >= RUNNER_UP
+    wrong = p.argmax(axis=1) != labels
+    return {
+        "seed": run.spec.seed,
+        "ambiguous": int(ambiguous.sum()),
+        "fraction": float(ambiguous.mean()),
+        "error_rate": float(wrong.mean()),
+        "error_rate_if_ambiguous": float(wrong[ambiguous].mean()) if ambiguous.any() else None,
+        "error_rate_if_confident": float(wrong[~ambiguous].mean()),
+        "share_of_errors_ambiguous": float(ambiguous[wrong].mean()) if wrong.any() else None,
+    }
+
+
+def ambiguities(runs: list[Any], labels: np.ndarray) -> Ambiguities:
+    rows = [ambiguity_row(run, labels) for run in runs]
+    return Ambiguities(runs, rows, [r["fraction"] for r in rows], len(labels))
+
+
+def describe_ambiguities(m: Ambiguities, ruling: Ruling) -> Description:
+    """ambiguities-rare's summary and record: the ambiguous fraction and the error rate per seed."""
+    errors = [r["error_rate"] for r in m.rows]
+    return {
+        "summary": f"ambiguous (runner-up p >= {RUNNER_UP}): {[f'{f:.2%}' for f in m.fractions]} of {m.n_test}; "
+        f"{ruling.headline['text']}; error rate {[f'{e:.2%}' for e in errors]}",
+        "measured": {
+            "runner_up_at_least": RUNNER_UP,
+            "often_from": OFTEN,
+            "n_test": m.n_test,
+            "fraction": m.fractions,
+            "error_rate": errors,
+            "per_seed": m.rows,
+        },
+        "statistics": {"fraction": stats.summarize(m.fractions), "error_rate": stats.summarize(errors)},
+    }
 
 
 @pytest.mark.claim(
@@ -658,32 +726,10 @@ def test_ambiguities_are_rare(claim, runs):
     and the error rate beside it. Rule: ambiguities_rare_rule ("often": 1 in 20 or more).
     """
     labels = np.asarray(runs.data.t_test)
-
-    def measure(seeds: list[int]) -> dict:
-        trained, rows = improved_runs(runs, seeds), []
-        for run in trained:
-            p = run.test_probabilities
-            if p.shape != (len(labels), 10):
-                raise AssertionError(
-                    f"{run.spec.label}: test probabilities {p.shape} do not match {len(labels)} labels"
-                )
-            ambiguous = np.sort(p, axis=1)[:, -2] >= RUNNER_UP
-            wrong = p.argmax(axis=1) != labels
-            rows.append(
-                {
-                    "seed": run.spec.seed,
-                    "ambiguous": int(ambiguous.sum()),
-                    "fraction": float(ambiguous.mean()),
-                    "error_rate": float(wrong.mean()),
-                    "error_rate_if_ambiguous": float(wrong[ambiguous].mean()) if ambiguous.any() else None,
-                    "error_rate_if_confident": float(wrong[~ambiguous].mean()),
-                    "share_of_errors_ambiguous": float(ambiguous[wrong].mean()) if wrong.any() else None,
-                }
-            )
-        return {"runs": trained, "rows": rows, "fractions": [r["fraction"] for r in rows]}
-
-    seeds, m, ruling = claim.decide(measure, lambda m, alpha: ambiguities_rare_rule(m["fractions"], len(labels), alpha))
-    p = m["runs"][0].test_probabilities
+    measured, ruling = claim.decide(
+        lambda seeds: ambiguities(improved_runs(runs, seeds), labels), ambiguities_rare_rule
+    )
+    p = measured.runs[0].test_probabilities
     least_confident = np.argsort(p.max(axis=1), kind="stable")[:LEAST_CONFIDENT_KEPT]
     claim.save_arrays(
         images=runs.data.x_test_raw[least_confident],
@@ -691,23 +737,7 @@ def test_ambiguities_are_rare(claim, runs):
         probabilities=p[least_confident],
         indices=least_confident,
     )
-    errors = [r["error_rate"] for r in m["rows"]]
-    claim.check(
-        ruling,
-        summary=f"ambiguous (runner-up p >= {RUNNER_UP}): {[f'{f:.2%}' for f in m['fractions']]} of {len(labels)}; "
-        f"{ruling.headline['text']}; error rate {[f'{e:.2%}' for e in errors]}",
-        measured={
-            "runner_up_at_least": RUNNER_UP,
-            "often_from": OFTEN,
-            "n_test": len(labels),
-            "fraction": m["fractions"],
-            "error_rate": errors,
-            "per_seed": m["rows"],
-        },
-        statistics={"fraction": stats.summarize(m["fractions"]), "error_rate": stats.summarize(errors)},
-        runs=m["runs"],
-        seeds=seeds,
-    )
+    claim.check(ruling, **describe_ambiguities(measured, ruling))
 
 
 # --- Deeper layers ---------------------------------------------------------------------------
@@ -742,6 +772,63 @@ def deeper_specific_rule(conv2: Sequence[float], conv1: Sequence[float], alpha: 
     return Ruling.of_tests({"selectivity_conv2_minus_conv1": test}, f"selectivity conv2 - conv1 {test.describe(3)}")
 
 
+@dataclass(frozen=True)
+class Selectivity:
+    """Per seed the mean class selectivity of layers[0]'s and layers[3]'s live channels (the rule's two) and the row
+    they come from, the first seed's selectivities, the runs, and the test examples measured on."""
+
+    runs: list[Any]
+    rows: list[dict[str, Any]]
+    arrays: dict[str, np.ndarray]
+    conv1: list[float]
+    conv2: list[float]
+    n_test: int
+
+
+def selectivity_row(run: Any, x: np.ndarray, labels: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One seed's class selectivity (Morcos et al. 2018) of both conv layers' live channels, their dead channels and
+    sparsity, and a Mann-Whitney p-value over channels; with its selectivities as arrays."""
+    (m1, m2), (z1, z2) = _channel_statistics(run.model, x)
+    si1, si2 = (analysis.selectivity_index(analysis.class_means(m, labels)) for m in (m1, m2))
+    live1, live2 = si1[~np.isnan(si1)], si2[~np.isnan(si2)]
+    row = {
+        "seed": run.spec.seed,
+        "mean_selectivity_conv1": float(live1.mean()),
+        "mean_selectivity_conv2": float(live2.mean()),
+        "median_selectivity_conv1": float(np.median(live1)),
+        "median_selectivity_conv2": float(np.median(live2)),
+        "max_selectivity_conv1": float(live1.max()),
+        "max_selectivity_conv2": float(live2.max()),
+        "dead_channels_conv1": int(np.isnan(si1).sum()),
+        "dead_channels_conv2": int(np.isnan(si2).sum()),
+        "zero_fraction_conv1": z1,
+        "zero_fraction_conv2": z2,
+        "p_conv2_gt_conv1_mannwhitney": float(sps.mannwhitneyu(live2, live1, alternative="greater").pvalue),
+    }
+    return row, dict(selectivity_conv1=si1, selectivity_conv2=si2)
+
+
+def selectivities(runs: list[Any], x: np.ndarray, labels: np.ndarray) -> Selectivity:
+    rows, arrays = zip(*(selectivity_row(run, x, labels) for run in runs), strict=True)
+    means = ([r[f"mean_selectivity_{k}"] for r in rows] for k in ("conv1", "conv2"))
+    return Selectivity(runs, list(rows), arrays[0], *means, len(labels))
+
+
+def describe_selectivity(m: Selectivity, ruling: Ruling) -> Description:
+    """deeper-features-specific's summary and record: both layers' mean selectivity and sparsity, per seed."""
+    sparse1, sparse2 = [r["zero_fraction_conv1"] for r in m.rows], [r["zero_fraction_conv2"] for r in m.rows]
+    return {
+        "summary": f"mean selectivity conv2 {np.mean(m.conv2):.3f} vs conv1 {np.mean(m.conv1):.3f}; "
+        f"{ruling.headline['text']}; zero activations conv2 {np.mean(sparse2):.0%} vs conv1 {np.mean(sparse1):.0%}",
+        "measured": {"n_test": m.n_test, "arrays_from_seed": m.rows[0]["seed"], "per_seed": m.rows},
+        "statistics": {
+            "mean_selectivity_conv2_vs_conv1": stats.compare(m.conv2, m.conv1, alpha=ruling.alpha),
+            "zero_fraction_conv1": stats.summarize(sparse1),
+            "zero_fraction_conv2": stats.summarize(sparse2),
+        },
+    }
+
+
 @pytest.mark.claim("deeper-features-specific", runs=(recipes.improved,), question=QUESTION_DEEPER)
 def test_deeper_features_are_more_class_specific(claim, runs):
     """ "Bonus question: if you had several convolutional layers in your network, visualize them too.
@@ -759,52 +846,8 @@ def test_deeper_features_are_more_class_specific(claim, runs):
     layer right after each (the index needs non-negative activations); otherwise the claim skips.
     """
     x, labels = runs.data.X_test, np.asarray(runs.data.t_test)
-
-    def measure(seeds: list[int]) -> dict:
-        trained, rows, arrays = improved_runs(runs, seeds), [], {}
-        for run in trained:
-            (m1, m2), (z1, z2) = _channel_statistics(run.model, x)
-            si1, si2 = (analysis.selectivity_index(analysis.class_means(m, labels)) for m in (m1, m2))
-            live1, live2 = si1[~np.isnan(si1)], si2[~np.isnan(si2)]
-            rows.append(
-                {
-                    "seed": run.spec.seed,
-                    "mean_selectivity_conv1": float(live1.mean()),
-                    "mean_selectivity_conv2": float(live2.mean()),
-                    "median_selectivity_conv1": float(np.median(live1)),
-                    "median_selectivity_conv2": float(np.median(live2)),
-                    "max_selectivity_conv1": float(live1.max()),
-                    "max_selectivity_conv2": float(live2.max()),
-                    "dead_channels_conv1": int(np.isnan(si1).sum()),
-                    "dead_channels_conv2": int(np.isnan(si2).sum()),
-                    "zero_fraction_conv1": z1,
-                    "zero_fraction_conv2": z2,
-                    "p_conv2_gt_conv1_mannwhitney": float(sps.mannwhitneyu(live2, live1, alternative="greater").pvalue),
-                }
-            )
-            arrays = arrays or dict(selectivity_conv1=si1, selectivity_conv2=si2)
-        return {
-            "runs": trained,
-            "rows": rows,
-            "arrays": arrays,
-            "conv1": [r["mean_selectivity_conv1"] for r in rows],
-            "conv2": [r["mean_selectivity_conv2"] for r in rows],
-        }
-
-    seeds, m, ruling = claim.decide(measure, lambda m, alpha: deeper_specific_rule(m["conv2"], m["conv1"], alpha))
-    claim.save_arrays(**m["arrays"])
-    rows = m["rows"]
-    sparse1, sparse2 = [r["zero_fraction_conv1"] for r in rows], [r["zero_fraction_conv2"] for r in rows]
-    claim.check(
-        ruling,
-        summary=f"mean selectivity conv2 {np.mean(m['conv2']):.3f} vs conv1 {np.mean(m['conv1']):.3f}; "
-        f"{ruling.headline['text']}; zero activations conv2 {np.mean(sparse2):.0%} vs conv1 {np.mean(sparse1):.0%}",
-        measured={"n_test": len(labels), "arrays_from_seed": seeds[0], "per_seed": rows},
-        statistics={
-            "mean_selectivity_conv2_vs_conv1": stats.compare(m["conv2"], m["conv1"], alpha=ruling.alpha),
-            "zero_fraction_conv1": stats.summarize(sparse1),
-            "zero_fraction_conv2": stats.summarize(sparse2),
-        },
-        runs=m["runs"],
-        seeds=seeds,
+    measured, ruling = claim.decide(
+        lambda seeds: selectivities(improved_runs(runs, seeds), x, labels), deeper_specific_rule
     )
+    claim.save_arrays(**measured.arrays)
+    claim.check(ruling, **describe_selectivity(measured, ruling))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from fixtures import backend, notebooks, stats, timing
-from fixtures.claim import Part, Ruling, Verdict, rule
+from fixtures.claim import Description, Ruling, rule
 from fixtures.recipes import BATCH_SIZES, NOTEBOOK_STEPS, basic, basic_128, batch_sweep, improved, mlp
 from fixtures.session import Context
 
@@ -158,24 +159,59 @@ def percent_rise(log_rise: float) -> str:
     return f"{math.expm1(log_rise):+.1%}"
 
 
-def curve_measures(trained: Sequence[Any]) -> dict[str, Any]:
-    """The validation-loss curve's three measures per run and its epochs, as both overfitting rules take them."""
-    return {
-        "rises": [val_loss_rise(r.history) for r in trained],
-        "shares": [after_min_share(r.history) for r in trained],
-        "climbs": [val_loss_climb(r.history) for r in trained],
-        "epochs": max(len(r.history["val_loss"]) for r in trained),
-    }
+@dataclass(frozen=True)
+class Overfitting:
+    """What the overfitting rules take from the runs of `trained`, per seed: the validation-loss curve's three
+    measures and its epochs, the training loss's fall and the train - val accuracy gap, and the gaps of `base` (the
+    basic CNN of the same seeds, for improved-no-overfit); `runs` all of them."""
+
+    trained: tuple[Any, ...]
+    base: tuple[Any, ...]
+    rises: list[float]
+    shares: list[float]
+    climbs: list[float]
+    epochs: int
+    falls: list[float]
+    gaps: list[float]
+    basic_gaps: list[float]
+
+    @property
+    def runs(self) -> tuple[Any, ...]:
+        return self.trained + self.base
 
 
-def curve_text(trained: Sequence[Any], m: dict) -> str:
-    """Where each seed's validation loss was lowest, how far it ends above that, and how far its trend climbs."""
-    lowest = [int(np.argmin(diverged_as_infinite(r.history["val_loss"]))) + 1 for r in trained]
-    return (
-        f"val loss lowest at epoch {lowest} of {len(trained[0].history['val_loss'])}, final val loss "
-        f"{[percent_rise(r) for r in m['rises']]} above it, its trend after it climbing "
-        f"{[percent_rise(c) for c in m['climbs']]}"
+def overfitting_measures(trained: Sequence[Any], base: Sequence[Any] = ()) -> Overfitting:
+    """The measures both overfitting rules take, from the runs (see Overfitting)."""
+    return Overfitting(
+        tuple(trained),
+        tuple(base),
+        rises=[val_loss_rise(r.history) for r in trained],
+        shares=[after_min_share(r.history) for r in trained],
+        climbs=[val_loss_climb(r.history) for r in trained],
+        epochs=max(len(r.history["val_loss"]) for r in trained),
+        falls=[train_loss_fall(r.history) for r in trained],
+        gaps=[train_minus_val_accuracy(r) for r in trained],
+        basic_gaps=[train_minus_val_accuracy(r) for r in base],
     )
+
+
+def curve_text(m: Overfitting) -> str:
+    """Where each seed's validation loss was lowest, how far it ends above that, and how far its trend climbs."""
+    lowest = [int(np.argmin(diverged_as_infinite(r.history["val_loss"]))) + 1 for r in m.trained]
+    return (
+        f"val loss lowest at epoch {lowest} of {len(m.trained[0].history['val_loss'])}, final val loss "
+        f"{[percent_rise(r) for r in m.rises]} above it, its trend after it climbing "
+        f"{[percent_rise(c) for c in m.climbs]}"
+    )
+
+
+def curve_measured(m: Overfitting) -> dict[str, Any]:
+    """The curve's measures and the rules' thresholds, as both overfitting claims record them."""
+    return {
+        "val_loss_rise": m.rises,
+        "after_min_share": m.shares,
+        "val_loss_climb": m.climbs,
+    }
 
 
 def share_rounding_se(epochs: int) -> float:
@@ -243,6 +279,29 @@ def overfitting_rule(
     )
 
 
+def describe_overfitting(m: Overfitting, ruling: Ruling) -> Description:
+    """overfitting-signature's summary and record: the curve, the rule's tests and the onset (epoch of lowest
+    validation loss, the notebook's "when"), per seed and its median."""
+    per_seed = [overfitting_onset(run.history) for run in m.trained]
+    onsets = [p["onset_epoch"] for p in per_seed]
+    return {
+        "summary": f"{curve_text(m)}, so overfitting starts after epoch {int(np.median(onsets))} (median); "
+        f"{ruling.headline['text']}",
+        "measured": {
+            "per_seed": per_seed,
+            **curve_measured(m),
+            "train_loss_fall": m.falls,
+            "train_minus_val_accuracy": m.gaps,
+            "min_rise": MIN_RISE,
+            "min_share": MIN_SHARE,
+            "min_gap": MIN_GAP,
+            "onset_epoch": onsets,
+            "answer_onset_epoch": float(np.median(onsets)),
+        },
+        "statistics": {"onset_epoch": stats.summarize(onsets)},
+    }
+
+
 @pytest.mark.claim("overfitting-signature", question=Q_OVERFIT, runs=(basic,))
 def test_basic_cnn_overfits(claim, runs):
     """ "A network overfits when the training accuracy becomes better than the validation accuracy
@@ -256,44 +315,11 @@ def test_basic_cnn_overfits(claim, runs):
     validation loss, with the epoch from which Keras's accuracy curves stay apart.
     """
 
-    def measure(seeds: list[int]) -> dict:
-        trained = runs.get_all(basic(runs, seeds))
-        return {
-            "runs": trained,
-            **curve_measures(trained),
-            "falls": [train_loss_fall(r.history) for r in trained],
-            "gaps": [train_minus_val_accuracy(r) for r in trained],
-        }
+    def measure(seeds: list[int]) -> Overfitting:
+        return overfitting_measures(runs.get_all(basic(runs, seeds)))
 
-    seeds, m, ruling = claim.decide(
-        measure,
-        lambda m, alpha: overfitting_rule(
-            m["rises"], m["shares"], m["climbs"], m["epochs"], m["falls"], m["gaps"], alpha
-        ),
-    )
-    per_seed = [overfitting_onset(run.history) for run in m["runs"]]
-    onsets = [p["onset_epoch"] for p in per_seed]
-    claim.check(
-        ruling,
-        summary=f"{curve_text(m['runs'], m)}, so overfitting starts after epoch {int(np.median(onsets))} "
-        f"(median); {ruling.headline['text']}",
-        measured={
-            "per_seed": per_seed,
-            "val_loss_rise": m["rises"],
-            "after_min_share": m["shares"],
-            "val_loss_climb": m["climbs"],
-            "train_loss_fall": m["falls"],
-            "train_minus_val_accuracy": m["gaps"],
-            "min_rise": MIN_RISE,
-            "min_share": MIN_SHARE,
-            "min_gap": MIN_GAP,
-            "onset_epoch": onsets,
-            "answer_onset_epoch": float(np.median(onsets)),
-        },
-        statistics={"onset_epoch": stats.summarize(onsets)},
-        runs=m["runs"],
-        seeds=seeds,
-    )
+    measured, ruling = claim.decide(measure, overfitting_rule)
+    claim.check(ruling, **describe_overfitting(measured, ruling))
 
 
 @rule
@@ -304,6 +330,30 @@ def cnn_beats_mlp_rule(cnn: Sequence[float], fc: Sequence[float], alpha: float =
     return Ruling.of_tests({"cnn_minus_mlp_test_accuracy": test}, f"CNN - MLP test accuracy {test.describe()}")
 
 
+@dataclass(frozen=True)
+class CnnVsMlp:
+    """Test accuracy per seed of the basic CNN and of the MLP, and their runs."""
+
+    runs: list[Any]
+    cnn: list[float]
+    fc: list[float]
+
+
+def cnn_vs_mlp_accuracies(runs: Any, seeds: list[int]) -> CnnVsMlp:
+    cnn, fc = runs.get_all(basic(runs, seeds)), runs.get_all(mlp(runs, seeds))
+    return CnnVsMlp(cnn + fc, [accuracy_on_test_set(r) for r in cnn], [accuracy_on_test_set(r) for r in fc])
+
+
+def describe_cnn_vs_mlp(m: CnnVsMlp, ruling: Ruling) -> Description:
+    """cnn-vs-mlp-accuracy's summary and record: both accuracies, the paired test and P(CNN > MLP)."""
+    comparison = stats.compare(m.cnn, m.fc, alpha=ruling.alpha)
+    return {
+        "summary": f"test accuracy CNN {fmt(comparison.a)} vs MLP {fmt(comparison.b)}; {ruling.headline['text']}; "
+        f"P(CNN > MLP) = {comparison.p_a_better:.2f} {[round(x, 2) for x in comparison.p_a_better_ci]}",
+        "statistics": {"test_accuracy": comparison},
+    }
+
+
 @pytest.mark.claim("cnn-vs-mlp-accuracy", question=Q_RESULTS, runs=(basic, mlp))
 def test_cnn_more_accurate_than_mlp(claim, runs):
     """ "A CNN, even as shallow as this one, is more accurate ... than fully-connected networks."
@@ -311,25 +361,8 @@ def test_cnn_more_accurate_than_mlp(claim, runs):
     Test accuracy of the basic CNN vs the MLP baseline, paired by seed (cnn_beats_mlp_rule);
     P(CNN > MLP) with its exact interval is reported beside it.
     """
-
-    def measure(seeds: list[int]) -> dict:
-        cnn, fc = runs.get_all(basic(runs, seeds)), runs.get_all(mlp(runs, seeds))
-        return {
-            "runs": cnn + fc,
-            "cnn": [accuracy_on_test_set(r) for r in cnn],
-            "mlp": [accuracy_on_test_set(r) for r in fc],
-        }
-
-    seeds, m, ruling = claim.decide(measure, lambda m, alpha: cnn_beats_mlp_rule(m["cnn"], m["mlp"], alpha))
-    comparison = stats.compare(m["cnn"], m["mlp"], alpha=ruling.alpha)
-    claim.check(
-        ruling,
-        summary=f"test accuracy CNN {fmt(comparison.a)} vs MLP {fmt(comparison.b)}; {ruling.headline['text']}; "
-        f"P(CNN > MLP) = {comparison.p_a_better:.2f} {[round(x, 2) for x in comparison.p_a_better_ci]}",
-        statistics={"test_accuracy": comparison},
-        runs=m["runs"],
-        seeds=seeds,
-    )
+    measured, ruling = claim.decide(lambda seeds: cnn_vs_mlp_accuracies(runs, seeds), cnn_beats_mlp_rule)
+    claim.check(ruling, **describe_cnn_vs_mlp(measured, ruling))
 
 
 MUCH_SLOWER = 2.0
@@ -337,35 +370,62 @@ MUCH_SLOWER = 2.0
 number on the CNN/MLP gap (its one factor, "divided by a factor 5 or so", is what a GPU saves)."""
 
 
-def timing_ruling(
-    name: str, look: timing.Look, ratios: Sequence[float], failed: Sequence[float], test: str, threshold: Any
-) -> Ruling:
-    """A timing claim's Ruling from its last look: the look's verdict; the round ratios, the look's geometric mean
-    and interval (and the failed rounds) as the headline; the look, with the ratios and the `threshold` it was
-    tested against, as its one test, named `test`, which holds and refutes at the look's alpha."""
-    text = f"{name} {look.mean:.2f} [{look.ci_low:.2f}, {look.ci_high:.2f}] after {look.n} rounds" + (
+def timing_text(name: str, test: stats.RatioTest, failed: Sequence[float]) -> str:
+    """A timing claim's headline: its ratio's interval after its rounds, and the failed rounds redrawn."""
+    return f"{name} {test.describe()}" + (
         f" ({len(failed)} failed round(s) set aside and redrawn: ratio {list(failed)})" if failed else ""
-    )
-    return Ruling(
-        Verdict(look.verdict),
-        {"name": name, "values": list(ratios), "higher_is_better": None, "text": text},
-        look.statistic,
-        look.p,
-        look.alpha,
-        tests={test: {**look.to_dict(), "values": list(ratios), "threshold": threshold}},
-        parts={test: Part(look.alpha, look.alpha)},
     )
 
 
 @rule
-def cnn_vs_mlp_time_rule(cpu_ratios: Sequence[float], alpha: float, failed: Sequence[float] = ()) -> Ruling:
+def cnn_vs_mlp_time_rule(ratios: Sequence[float], alpha: float, failed: Sequence[float] = ()) -> Ruling:
     """CPU only (skipped where the backend trains on a GPU). Per round, CPU seconds per training step (batch 64;
     fit over 200 minus 100 batches) of the basic CNN over the MLP's; rounds are drawn until a look after 5, 10
     or 20 rounds decides (no new look after 120 CPU-s), each look at alpha = 0.05/3 (Bonferroni over the looks):
     holds if the (1 - alpha) t-CI of the geometric-mean ratio lies above MUCH_SLOWER = 2, refuted if below, else
     inconclusive. A round whose ratio is not positive failed to measure: it is recorded and redrawn."""
-    look = timing.ratio_look(cpu_ratios, MUCH_SLOWER, alpha)
-    return timing_ruling("CNN/MLP CPU time per training step", look, cpu_ratios, failed, "cpu_ratio", MUCH_SLOWER)
+    name, test = "CNN/MLP CPU time per training step", stats.ratio_test(ratios, MUCH_SLOWER, alpha)
+    headline = {"name": name, "values": ratios, "higher_is_better": None}
+    return Ruling.of_tests({"cpu_ratio": test}, timing_text(name, test, failed), headline=headline)
+
+
+def cpu_ratio(costs: dict[str, timing.StepCost]) -> float:
+    """A round's CPU seconds per step of the basic CNN over the MLP's."""
+    return costs["basic_cnn"].cpu_s / costs["mlp"].cpu_s
+
+
+def describe_cnn_vs_mlp_time(m: timing.Timed, ruling: Ruling, cnn: Sequence[Any], fc: Sequence[Any]) -> Description:
+    """cnn-vs-mlp-time's summary and record: the CPU-time ratio's rounds and seconds per epoch, the wall-time ratio
+    beside it (not decisive: neighbours stretch it), the device, and the training runs' own epochs."""
+    wall_ratios = [r["basic_cnn"].wall_s / r["mlp"].wall_s for r in m.rounds]
+    wall = stats.ratio_test(wall_ratios, MUCH_SLOWER, ruling.alpha)
+    per_epoch = {
+        measure: {name: [getattr(r[name], measure) * NOTEBOOK_STEPS for r in m.rounds] for name in ("basic_cnn", "mlp")}
+        for measure in ("cpu_s", "wall_s")
+    }
+    device = backend.device_description()
+    wall_text = (
+        f"wall-time ratio {wall.mean:.2f} [{wall.ci_low:.2f}, {wall.ci_high:.2f}]"
+        if np.isfinite(wall.mean)
+        else f"wall-time ratios {min(wall_ratios):.2f} to {max(wall_ratios):.2f}, unusable under this load"
+    )
+    return {
+        "summary": f"{ruling.headline['text']} (CNN {np.median(per_epoch['cpu_s']['basic_cnn']):.2f} vs MLP "
+        f"{np.median(per_epoch['cpu_s']['mlp']):.2f} CPU s/epoch); {wall_text} (not decisive); on "
+        f"{device['cpu']}; the training runs' median epochs (wall, incl. validation): CNN "
+        f"{np.mean([r.s_per_epoch for r in cnn]):.2f} s vs MLP {np.mean([r.s_per_epoch for r in fc]):.2f} s",
+        "measured": {
+            "s_per_epoch": per_epoch["cpu_s"],
+            "wall_s_per_epoch": per_epoch["wall_s"],
+            "cpu_ratio": m.ratios,
+            "failed_cpu_ratio": m.failed,
+            "wall_ratio": wall_ratios,
+            "run_s_per_epoch": {"basic_cnn": [r.s_per_epoch for r in cnn], "mlp": [r.s_per_epoch for r in fc]},
+            "threshold": MUCH_SLOWER,
+            "device": device,
+        },
+        "statistics": {"wall_ratio": {**wall.look(), "values": wall_ratios}},
+    }
 
 
 @pytest.mark.claim("cnn-vs-mlp-time", question=Q_RESULTS, runs=(basic, mlp))
@@ -387,52 +447,10 @@ def test_cnn_much_slower_than_mlp_on_cpu(claim, runs, seeds):
             f"{', '.join(backend.device_description()['gpus'])}; gpu-speedup times its GPU against its CPU"
         )
     sample = timing.step_cost_sampler(runs.data.X_train, runs.data.T_train, ("basic_cnn", "mlp"))
-    rounds: list[dict[str, timing.StepCost]] = []
-
-    def cpu_ratio(r: dict[str, timing.StepCost]) -> float:
-        return r["basic_cnn"].cpu_s / r["mlp"].cpu_s
-
-    def next_ratio() -> float:
-        rounds.append(sample())
-        return cpu_ratio(rounds[-1])
-
-    ratios, looks, failed = timing.sequential_ratio_test(next_ratio, MUCH_SLOWER)
-    rounds = [r for r in rounds if timing.is_measurement(cpu_ratio(r))]
-    device = backend.device_description()
-    ruling = cnn_vs_mlp_time_rule(ratios, looks[-1].alpha, failed)
-    wall_ratios = [r["basic_cnn"].wall_s / r["mlp"].wall_s for r in rounds]
-    wall = timing.ratio_look(wall_ratios, MUCH_SLOWER, ruling.alpha)
-    per_epoch = {
-        measure: {name: [getattr(r[name], measure) * NOTEBOOK_STEPS for r in rounds] for name in ("basic_cnn", "mlp")}
-        for measure in ("cpu_s", "wall_s")
-    }
+    measured, ruling = claim.decide_rounds(timing.Rounds(sample, cpu_ratio), cnn_vs_mlp_time_rule)
     cnn, fc = runs.get_all(basic(runs, seeds)), runs.get_all(mlp(runs, seeds))
-    wall_text = (
-        f"wall-time ratio {wall.mean:.2f} [{wall.ci_low:.2f}, {wall.ci_high:.2f}]"
-        if np.isfinite(wall.mean)
-        else f"wall-time ratios {min(wall_ratios):.2f} to {max(wall_ratios):.2f}, unusable under this load"
-    )
-    claim.check(
-        ruling,
-        summary=f"{ruling.headline['text']} (CNN {np.median(per_epoch['cpu_s']['basic_cnn']):.2f} vs MLP "
-        f"{np.median(per_epoch['cpu_s']['mlp']):.2f} CPU s/epoch); {wall_text} (not decisive); on "
-        f"{device['cpu']}; the training runs' median epochs (wall, incl. validation): CNN "
-        f"{np.mean([r.s_per_epoch for r in cnn]):.2f} s vs MLP {np.mean([r.s_per_epoch for r in fc]):.2f} s",
-        measured={
-            "s_per_epoch": per_epoch["cpu_s"],
-            "wall_s_per_epoch": per_epoch["wall_s"],
-            "cpu_ratio": ratios,
-            "failed_cpu_ratio": failed,
-            "wall_ratio": wall_ratios,
-            "run_s_per_epoch": {"basic_cnn": [r.s_per_epoch for r in cnn], "mlp": [r.s_per_epoch for r in fc]},
-            "threshold": MUCH_SLOWER,
-            "device": device,
-        },
-        statistics={"wall_ratio": {**wall.to_dict(), "values": wall_ratios}},
-        looks=looks,
-        runs=cnn + fc,
-        seeds=seeds,
-    )
+    claim.uses(cnn + fc)
+    claim.check(ruling, **describe_cnn_vs_mlp_time(measured, ruling, cnn, fc))
 
 
 FACTOR_5_OR_SO = (math.sqrt(2 * 5), math.sqrt(5 * 10))
@@ -453,13 +471,36 @@ def gpu_speedup_rule(ratios: Sequence[float], alpha: float, failed: Sequence[flo
     refuted if it lies wholly below it, else inconclusive; an interval wholly above 7.07 is reported as faster
     than stated, and still holds. A round whose ratio is not positive failed to measure: it is recorded and
     redrawn."""
-    look = timing.ratio_look(ratios, FACTOR_5_OR_SO[0], alpha)
-    ruling = timing_ruling(
-        "CPU/GPU wall time per training step", look, ratios, failed, "cpu_over_gpu_ratio", FACTOR_5_OR_SO[0]
-    )
-    if look.ci_low > FACTOR_5_OR_SO[1]:
-        ruling.headline["text"] += f"; faster than stated: {look.mean:.0f}x, above the band's {FACTOR_5_OR_SO[1]:.2f}"
-    return ruling
+    name, test = "CPU/GPU wall time per training step", stats.ratio_test(ratios, FACTOR_5_OR_SO[0], alpha)
+    faster = f"; faster than stated: {test.mean:.0f}x, above the band's {FACTOR_5_OR_SO[1]:.2f}"
+    text = timing_text(name, test, failed) + (faster if test.ci_low > FACTOR_5_OR_SO[1] else "")
+    headline = {"name": name, "values": ratios, "higher_is_better": None}
+    return Ruling.of_tests({"cpu_over_gpu_ratio": test}, text, headline=headline)
+
+
+def cpu_over_gpu_ratio(costs: dict[str, timing.StepCost]) -> float:
+    """A round's wall seconds per step on the CPU over on the GPU."""
+    return costs["cpu"].wall_s / costs["gpu"].wall_s
+
+
+def describe_gpu_speedup(m: timing.Timed, ruling: Ruling) -> Description:
+    """gpu-speedup's summary and record: the ratio's rounds, both devices' seconds per epoch, the band."""
+    per_epoch = {where: [r[where].wall_s * NOTEBOOK_STEPS for r in m.rounds] for where in ("gpu", "cpu")}
+    device = backend.device_description()
+    return {
+        "summary": f"{ruling.headline['text']} (GPU {np.median(per_epoch['gpu']):.2f} vs CPU "
+        f"{np.median(per_epoch['cpu']):.2f} wall s per {NOTEBOOK_STEPS}-step epoch) vs at least "
+        f"{FACTOR_5_OR_SO[0]:.2f}, the lower edge of the band [{FACTOR_5_OR_SO[0]:.2f}, {FACTOR_5_OR_SO[1]:.2f}]; "
+        f"{', '.join(device['gpus'])} vs {device['cpu']}",
+        "measured": {
+            "wall_s_per_epoch": per_epoch,
+            "cpu_over_gpu_ratio": m.ratios,
+            "failed_ratio": m.failed,
+            "threshold": FACTOR_5_OR_SO[0],
+            "band": FACTOR_5_OR_SO,
+            "device": device,
+        },
+    }
 
 
 @pytest.mark.claim("gpu-speedup")
@@ -480,33 +521,8 @@ def test_gpu_divides_training_time_by_about_5(claim, runs):
             f"not applicable: no GPU here ({backend.active()} backend on {backend.device_description()['cpu']})"
         )
     sample = timing.gpu_vs_cpu_sampler(runs.data.X_train, runs.data.T_train, "basic_cnn")
-    rounds: list[dict[str, timing.StepCost]] = []
-
-    def next_ratio() -> float:
-        rounds.append(sample())
-        return rounds[-1]["cpu"].wall_s / rounds[-1]["gpu"].wall_s
-
-    ratios, looks, failed = timing.sequential_ratio_test(next_ratio, FACTOR_5_OR_SO[0])
-    rounds = [r for r in rounds if timing.is_measurement(r["cpu"].wall_s / r["gpu"].wall_s)]
-    ruling = gpu_speedup_rule(ratios, looks[-1].alpha, failed)
-    per_epoch = {where: [r[where].wall_s * NOTEBOOK_STEPS for r in rounds] for where in ("gpu", "cpu")}
-    device = backend.device_description()
-    claim.check(
-        ruling,
-        summary=f"{ruling.headline['text']} (GPU {np.median(per_epoch['gpu']):.2f} vs CPU "
-        f"{np.median(per_epoch['cpu']):.2f} wall s per {NOTEBOOK_STEPS}-step epoch) vs at least "
-        f"{FACTOR_5_OR_SO[0]:.2f}, the lower edge of the band [{FACTOR_5_OR_SO[0]:.2f}, {FACTOR_5_OR_SO[1]:.2f}]; "
-        f"{', '.join(device['gpus'])} vs {device['cpu']}",
-        measured={
-            "wall_s_per_epoch": per_epoch,
-            "cpu_over_gpu_ratio": ratios,
-            "failed_ratio": failed,
-            "threshold": FACTOR_5_OR_SO[0],
-            "band": FACTOR_5_OR_SO,
-            "device": device,
-        },
-        looks=looks,
-    )
+    measured, ruling = claim.decide_rounds(timing.Rounds(sample, cpu_over_gpu_ratio), gpu_speedup_rule)
+    claim.check(ruling, **describe_gpu_speedup(measured, ruling))
 
 
 def risen(rises: Sequence[float]) -> list[bool]:
@@ -525,24 +541,64 @@ def small_batch_unstable_rule(rise16: Sequence[float], rise128: Sequence[float],
     seed, and one more seed rising at batch 16 never raises p."""
     comparison = stats.counts(risen(rise16), risen(rise128), alpha)
     often = stats.rate(risen(rise16), UNSTABLE_RATE, alpha)
-    tests = {"rises_16_vs_128": comparison, "rises_16_vs_half": often}
-    parts = {"rises_16_vs_128": Part(alpha, alpha / 2), "rises_16_vs_half": Part(None, alpha / 2)}
-    headline = {
-        "name": "loss_log_rise_16",
-        "values": list(rise16),
-        "higher_is_better": True,
-        "text": f"loss increased again (doubled) at batch 16 vs 128: {comparison.describe()}; "
+    return Ruling.of_tests(
+        {"rises_16_vs_128": comparison, "rises_16_vs_half": often},
+        f"loss increased again (doubled) at batch 16 vs 128: {comparison.describe()}; "
         f"at 16 vs half the runs: {often.describe()}",
+        holding=("rises_16_vs_128",),
+        headline={"name": "loss_log_rise_16", "values": rise16, "higher_is_better": True},
+    )
+
+
+@dataclass(frozen=True)
+class BatchSweep:
+    """Instability (stats.log_rise of the training loss) per seed at each batch size, and the runs."""
+
+    runs: list[Any]
+    instability: dict[int, list[float]]
+
+    @property
+    def rise16(self) -> list[float]:
+        return self.instability[16]
+
+    @property
+    def rise128(self) -> list[float]:
+        return self.instability[128]
+
+
+def batch_sweep_instability(runs: Any, seeds: list[int]) -> BatchSweep:
+    trained = runs.get_all(batch_sweep(runs, seeds))
+    by_size = {b: [r for r in trained if r.spec.batch_size == b] for b in BATCH_SIZES}
+    return BatchSweep(
+        [r for rs in by_size.values() for r in rs],
+        {b: [stats.log_rise(r.history["loss"]) for r in rs] for b, rs in by_size.items()},
+    )
+
+
+def describe_batch_sweep(m: BatchSweep, ruling: Ruling) -> Description:
+    """batch-small-unstable's summary and record: every batch size's instability and count of seeds whose loss
+    doubled again, and Spearman's rho of instability against batch size over all (batch size, seed) points."""
+    seeds = len(m.rise16)
+    rho, rho_p = scipy_stats.spearmanr(
+        [b for b in BATCH_SIZES for _ in range(seeds)], [v for b in BATCH_SIZES for v in m.instability[b]]
+    )
+    rises = {b: sum(risen(vs)) for b, vs in m.instability.items()}
+    return {
+        "summary": f"{ruling.headline['text']}; seeds whose loss doubled again: "
+        + ", ".join(f"batch {b}: {k} of {seeds}" for b, k in rises.items())
+        + "; instability (log of the largest rise) by batch size: "
+        + ", ".join(f"{b}: {[round(v, 2) for v in vs]}" for b, vs in m.instability.items())
+        + f"; Spearman rho(batch size, instability) = {rho:.2f} (p = {rho_p:.3g})",
+        "measured": {
+            "instability": {str(b): v for b, v in m.instability.items()},
+            "seeds_with_rise": rises,
+            "risen_from": RISEN,
+            "unstable_rate": UNSTABLE_RATE,
+            "spearman_rho": rho,
+            "spearman_p": rho_p,
+        },
+        "statistics": {f"instability_{b}": stats.summarize(v) for b, v in m.instability.items()},
     }
-    ruled = {"tests": tests, "parts": parts}
-    if parts["rises_16_vs_half"].decision(often) is Verdict.REFUTED:
-        return Ruling(Verdict.REFUTED, headline, often.statistic, 2 * often.p_refutes, alpha, **ruled)
-    decided = parts["rises_16_vs_128"].decision(comparison)
-    if decided is Verdict.HOLDS:
-        return Ruling(Verdict.HOLDS, headline, comparison.statistic, comparison.p_holds, alpha, **ruled)
-    if decided is Verdict.REFUTED:
-        return Ruling(Verdict.REFUTED, headline, comparison.statistic, 2 * comparison.p_refutes, alpha, **ruled)
-    return Ruling(Verdict.INCONCLUSIVE, headline, comparison.statistic, comparison.p_holds, alpha, comparison, **ruled)
 
 
 @pytest.mark.claim("batch-small-unstable", question=Q_BATCH, runs=(batch_sweep,))
@@ -556,42 +612,8 @@ def test_small_batches_are_unstable(claim, runs):
     size's instability and count, and Spearman's rho of instability against batch size over all (batch size,
     seed) points.
     """
-
-    def measure(seeds: list[int]) -> dict:
-        trained = runs.get_all(batch_sweep(runs, seeds))
-        by_size = {b: [r for r in trained if r.spec.batch_size == b] for b in BATCH_SIZES}
-        return {
-            "runs": [r for rs in by_size.values() for r in rs],
-            "instability": {b: [stats.log_rise(r.history["loss"]) for r in rs] for b, rs in by_size.items()},
-        }
-
-    seeds, m, ruling = claim.decide(
-        measure, lambda m, alpha: small_batch_unstable_rule(m["instability"][16], m["instability"][128], alpha)
-    )
-    instability = m["instability"]
-    rho, rho_p = scipy_stats.spearmanr(
-        [b for b in BATCH_SIZES for _ in seeds], [v for b in BATCH_SIZES for v in instability[b]]
-    )
-    rises = {b: sum(risen(vs)) for b, vs in instability.items()}
-    claim.check(
-        ruling,
-        summary=f"{ruling.headline['text']}; seeds whose loss doubled again: "
-        + ", ".join(f"batch {b}: {k} of {len(seeds)}" for b, k in rises.items())
-        + "; instability (log of the largest rise) by batch size: "
-        + ", ".join(f"{b}: {[round(v, 2) for v in vs]}" for b, vs in instability.items())
-        + f"; Spearman rho(batch size, instability) = {rho:.2f} (p = {rho_p:.3g})",
-        measured={
-            "instability": {str(b): v for b, v in instability.items()},
-            "seeds_with_rise": rises,
-            "risen_from": RISEN,
-            "unstable_rate": UNSTABLE_RATE,
-            "spearman_rho": rho,
-            "spearman_p": rho_p,
-        },
-        statistics={f"instability_{b}": stats.summarize(v) for b, v in instability.items()},
-        runs=m["runs"],
-        seeds=seeds,
-    )
+    measured, ruling = claim.decide(lambda seeds: batch_sweep_instability(runs, seeds), small_batch_unstable_rule)
+    claim.check(ruling, **describe_batch_sweep(measured, ruling))
 
 
 @rule
@@ -613,6 +635,34 @@ def batch_128_rule(
     )
 
 
+@dataclass(frozen=True)
+class Batch128Vs64:
+    """Test and final validation accuracy per seed at batch 128 and 64, and the runs."""
+
+    runs: list[Any]
+    test128: list[float]
+    test64: list[float]
+    val128: list[float]
+    val64: list[float]
+
+
+def batch_128_vs_64_accuracies(runs: Any, seeds: list[int]) -> Batch128Vs64:
+    large, small = runs.get_all(basic_128(runs, seeds)), runs.get_all(basic(runs, seeds))
+    test, val = accuracy_on_test_set, lambda r: r.history["val_accuracy"][-1]
+    return Batch128Vs64(large + small, *([f(r) for r in rs] for f in (test, val) for rs in (large, small)))
+
+
+def describe_batch_128_vs_64(m: Batch128Vs64, ruling: Ruling) -> Description:
+    """batch-128-beats-64's summary and record: both accuracies, the paired tests and P(128 > 64)."""
+    test = stats.compare(m.test128, m.test64, alpha=ruling.alpha)
+    val = stats.compare(m.val128, m.val64, alpha=ruling.alpha)
+    return {
+        "summary": f"test accuracy 128: {fmt(test.a)} vs 64: {fmt(test.b)}; {ruling.headline['text']}; "
+        f"P(128 > 64) test {test.p_a_better:.2f}, val {val.p_a_better:.2f}",
+        "statistics": {"test_accuracy": test, "val_accuracy": val},
+    }
+
+
 @pytest.mark.claim("batch-128-beats-64", question=Q_BATCH, runs=(basic_128, basic))
 def test_batch_128_slightly_better_than_64(claim, runs):
     """ "128 is actually slightly better than 64."
@@ -620,30 +670,8 @@ def test_batch_128_slightly_better_than_64(claim, runs):
     Final validation accuracy and test accuracy of batch 128 vs batch 64, paired by seed
     (batch_128_rule); P(128 > 64) with its exact interval is reported beside them.
     """
-
-    def measure(seeds: list[int]) -> dict:
-        large, small = runs.get_all(basic_128(runs, seeds)), runs.get_all(basic(runs, seeds))
-        return {
-            "runs": large + small,
-            "test128": [accuracy_on_test_set(r) for r in large],
-            "test64": [accuracy_on_test_set(r) for r in small],
-            "val128": [r.history["val_accuracy"][-1] for r in large],
-            "val64": [r.history["val_accuracy"][-1] for r in small],
-        }
-
-    seeds, m, ruling = claim.decide(
-        measure, lambda m, alpha: batch_128_rule(m["test128"], m["test64"], m["val128"], m["val64"], alpha)
-    )
-    test = stats.compare(m["test128"], m["test64"], alpha=ruling.alpha)
-    val = stats.compare(m["val128"], m["val64"], alpha=ruling.alpha)
-    claim.check(
-        ruling,
-        summary=f"test accuracy 128: {fmt(test.a)} vs 64: {fmt(test.b)}; {ruling.headline['text']}; "
-        f"P(128 > 64) test {test.p_a_better:.2f}, val {val.p_a_better:.2f}",
-        statistics={"test_accuracy": test, "val_accuracy": val},
-        runs=m["runs"],
-        seeds=seeds,
-    )
+    measured, ruling = claim.decide(lambda seeds: batch_128_vs_64_accuracies(runs, seeds), batch_128_rule)
+    claim.check(ruling, **describe_batch_128_vs_64(measured, ruling))
 
 
 @rule
@@ -662,6 +690,28 @@ def around_99_rule(accuracies: Sequence[float], n_test: int, alpha: float = stat
     )
 
 
+@dataclass(frozen=True)
+class Accuracies:
+    """Test accuracy per seed on the `n_test` test images, and the runs."""
+
+    runs: list[Any]
+    accuracies: list[float]
+    n_test: int
+
+
+def describe_99(m: Accuracies, ruling: Ruling, reported: dict | None) -> Description:
+    """improved-99's summary and record: the per-seed accuracies, and a notebook submission's own `reported` test
+    accuracy (if any) against one more run of what the seeds measured."""
+    summary = f"{ruling.headline['text']}; per seed {[round(v, 4) for v in m.accuracies]}"
+    against = notebooks.compare_reported(reported["value"], m.accuracies, m.n_test) if reported else None
+    if against:
+        summary += f"; {against['text']} (the student's cell {reported['cell']})"
+    return {
+        "summary": summary,
+        "measured": {"at_least": AT_LEAST_99, "n_test": m.n_test, "notebook_run": 0.9929, "reported": against},
+    }
+
+
 @pytest.mark.claim("improved-99", question=Q_IMPROVE, runs=(improved,))
 def test_improved_cnn_reaches_99_percent(claim, runs, pytestconfig):
     """ "The test accuracy should be around 99%." (the notebook's own run: 0.9929)
@@ -673,25 +723,13 @@ def test_improved_cnn_reaches_99_percent(claim, runs, pytestconfig):
     reference is Student's t with Welch-Satterthwaite degrees of freedom, not t(n - 1).
     """
 
-    def measure(seeds: list[int]) -> dict:
+    def measure(seeds: list[int]) -> Accuracies:
         trained = runs.get_all(improved(runs, seeds))
-        return {"runs": trained, "accuracy": [accuracy_on_test_set(r) for r in trained]}
+        return Accuracies(trained, [accuracy_on_test_set(r) for r in trained], len(runs.data.t_test))
 
-    n_test = len(runs.data.t_test)
-    seeds, m, ruling = claim.decide(measure, lambda m, alpha: around_99_rule(m["accuracy"], n_test, alpha))
-    summary = f"{ruling.headline['text']}; per seed {[round(v, 4) for v in m['accuracy']]}"
-    # A notebook submission's own reported test accuracy, against one more run of what the seeds measured.
+    measured, ruling = claim.decide(measure, around_99_rule)
     reported = Context.of(pytestconfig).submissions.get("improved_cnn", {}).get("reported")
-    against = notebooks.compare_reported(reported["value"], m["accuracy"], n_test) if reported else None
-    if against:
-        summary += f"; {against['text']} (the student's cell {reported['cell']})"
-    claim.check(
-        ruling,
-        summary=summary,
-        measured={"at_least": AT_LEAST_99, "n_test": n_test, "notebook_run": 0.9929, "reported": against},
-        runs=m["runs"],
-        seeds=seeds,
-    )
+    claim.check(ruling, **describe_99(measured, ruling, reported))
 
 
 @rule
@@ -725,6 +763,36 @@ def no_overfit_rule(
     )
 
 
+def describe_no_overfit(m: Overfitting, ruling: Ruling) -> Description:
+    """improved-no-overfit's summary and record: the curve, both models' gaps, the rule's tests, and as context the
+    epoch of lowest validation loss and the test loss of both models."""
+    per_seed = [overfitting_onset(r.history) for r in m.trained]
+    loss = stats.compare(
+        [r.evaluation["test"]["loss"] for r in m.trained],
+        [r.evaluation["test"]["loss"] for r in m.base],
+        higher_is_better=False,
+        alpha=ruling.alpha,
+    )
+    return {
+        "summary": f"{curve_text(m)}; train - val accuracy {fmt(stats.summarize(m.gaps))} "
+        f"vs basic CNN {fmt(stats.summarize(m.basic_gaps))}; {ruling.headline['text']}; test loss "
+        f"{fmt(loss.a)} vs basic {fmt(loss.b)}",
+        "measured": {
+            "per_seed": per_seed,
+            **curve_measured(m),
+            "train_minus_val_accuracy": m.gaps,
+            "basic_train_minus_val_accuracy": m.basic_gaps,
+            "min_rise": MIN_RISE,
+            "min_share": MIN_SHARE,
+            "min_gap": MIN_GAP,
+            "val_loss_lowest_epoch": [p["onset_epoch"] for p in per_seed],
+            "keras_train_accuracy_dropout": [r.history["accuracy"][-1] for r in m.trained],
+            "val_accuracy": [r.evaluation["val"]["accuracy"] for r in m.trained],
+        },
+        "statistics": {"test_loss": loss},
+    }
+
+
 @pytest.mark.claim("improved-no-overfit", question=Q_IMPROVE, runs=(improved, basic))
 def test_improved_cnn_does_not_overfit(claim, runs):
     """ "Once you find a good architecture that does not overfit, train it for 20 epochs."
@@ -739,49 +807,8 @@ def test_improved_cnn_does_not_overfit(claim, runs):
     of both models.
     """
 
-    def measure(seeds: list[int]) -> dict:
-        trained, base = runs.get_all(improved(runs, seeds)), runs.get_all(basic(runs, seeds))
-        return {
-            "runs": trained,
-            "basic": base,
-            **curve_measures(trained),
-            "gaps": [train_minus_val_accuracy(r) for r in trained],
-            "basic_gaps": [train_minus_val_accuracy(r) for r in base],
-        }
+    def measure(seeds: list[int]) -> Overfitting:
+        return overfitting_measures(runs.get_all(improved(runs, seeds)), runs.get_all(basic(runs, seeds)))
 
-    seeds, m, ruling = claim.decide(
-        measure,
-        lambda m, alpha: no_overfit_rule(
-            m["rises"], m["shares"], m["climbs"], m["epochs"], m["gaps"], m["basic_gaps"], alpha
-        ),
-    )
-    per_seed = [overfitting_onset(r.history) for r in m["runs"]]
-    loss = stats.compare(
-        [r.evaluation["test"]["loss"] for r in m["runs"]],
-        [r.evaluation["test"]["loss"] for r in m["basic"]],
-        higher_is_better=False,
-        alpha=ruling.alpha,
-    )
-    claim.check(
-        ruling,
-        summary=f"{curve_text(m['runs'], m)}; train - val accuracy {fmt(stats.summarize(m['gaps']))} "
-        f"vs basic CNN {fmt(stats.summarize(m['basic_gaps']))}; {ruling.headline['text']}; test loss "
-        f"{fmt(loss.a)} vs basic {fmt(loss.b)}",
-        measured={
-            "per_seed": per_seed,
-            "val_loss_rise": m["rises"],
-            "after_min_share": m["shares"],
-            "val_loss_climb": m["climbs"],
-            "train_minus_val_accuracy": m["gaps"],
-            "basic_train_minus_val_accuracy": m["basic_gaps"],
-            "min_rise": MIN_RISE,
-            "min_share": MIN_SHARE,
-            "min_gap": MIN_GAP,
-            "val_loss_lowest_epoch": [p["onset_epoch"] for p in per_seed],
-            "keras_train_accuracy_dropout": [r.history["accuracy"][-1] for r in m["runs"]],
-            "val_accuracy": [r.evaluation["val"]["accuracy"] for r in m["runs"]],
-        },
-        statistics={"test_loss": loss},
-        runs=m["runs"] + m["basic"],
-        seeds=seeds,
-    )
+    measured, ruling = claim.decide(measure, no_overfit_rule)
+    claim.check(ruling, **describe_no_overfit(measured, ruling))

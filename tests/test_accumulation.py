@@ -188,13 +188,15 @@ from tests.planted import planted
 def test_holds(claim):
     """It holds."""
     claim.save_arrays(x=np.arange(3))
-    claim.check(planted(Verdict.HOLDS), summary="1 > 0", seeds=[0])
+    claim.uses([], seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="1 > 0")
 
 @pytest.mark.claim("c-kept")
 def test_kept(claim):
     """It is kept."""
     claim.save_arrays(y=np.arange(4))
-    claim.check(planted(Verdict.HOLDS), summary="2 > 1", seeds=[0])
+    claim.uses([], seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="2 > 1")
 
 @pytest.mark.claim("c-inconclusive")
 def test_inconclusive(claim):
@@ -251,7 +253,8 @@ def test_crashes(claim):
     claim.save_arrays(z=np.arange(5))
     if os.environ.get("CRASH"):
         raise RuntimeError("planted crash before claim.check")
-    claim.check(planted(Verdict.HOLDS), summary="3 > 2", seeds=[0])
+    claim.uses([], seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="3 > 2")
 '''
 
 

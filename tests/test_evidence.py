@@ -27,7 +27,8 @@ def test_holds(claim):
     More words.
     """
     claim.save_arrays(x=np.arange(3))
-    claim.check(planted(Verdict.HOLDS), summary="1 > 0", measured={"v": np.float32(1.5)}, seeds=[0])
+    claim.uses([], seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="1 > 0", measured={"v": np.float32(1.5)})
 
 @pytest.mark.claim("c-refuted")
 def test_refuted(claim):
@@ -197,17 +198,18 @@ from fixtures.stats import one_sided
 def rule(values, alpha):
     return Ruling.of_tests({"x": one_sided(values, 0.0, alpha=alpha)}, "t")
 
+def measure(values):
+    return lambda seeds: {"values": [values[s] for s in seeds]}
+
 @pytest.mark.claim("c-decided-at-5")
 def test_decided_at_5(claim):
-    values = [1.0, 1.2, 0.1, 1.1, 1.0, 1.1, 0.9, 1.2]
-    seeds, measured, ruling = claim.decide(lambda seeds: [values[s] for s in seeds], rule)
-    claim.check(ruling, seeds=seeds)
+    measured, ruling = claim.decide(measure([1.0, 1.2, 0.1, 1.1, 1.0, 1.1, 0.9, 1.2]), rule)
+    claim.check(ruling)
 
 @pytest.mark.claim("c-never-decided")
 def test_never_decided(claim):
-    values = [1.0, -1.2, 0.1, 0.5, -0.4, 0.3, -0.2, 0.1]
-    seeds, measured, ruling = claim.decide(lambda seeds: [values[s] for s in seeds], rule)
-    claim.check(ruling, seeds=seeds)
+    measured, ruling = claim.decide(measure([1.0, -1.2, 0.1, 0.5, -0.4, 0.3, -0.2, 0.1]), rule)
+    claim.check(ruling)
 """
 
 

@@ -21,7 +21,8 @@ from tests.planted import planted
 
 @pytest.mark.claim("c-holds")
 def test_holds(claim):
-    claim.check(planted(Verdict.HOLDS), summary="1 > 0", seeds=[0])
+    claim.uses([], seeds=[0])
+    claim.check(planted(Verdict.HOLDS), summary="1 > 0")
 """
 
 

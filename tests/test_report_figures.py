@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from claims.test_training import FACTOR_5_OR_SO, MUCH_SLOWER
-from fixtures import timing
+from fixtures import stats
 from reports import build, figures
 from tests.planted import as_evidence, make_evidence
 
@@ -105,15 +105,15 @@ def test_a_test_recorded_without_the_rule_s_levels_says_its_decision_is_its_own(
     assert "alone, at its own α = 0.05 → refuted" in row["test"] and "see the claim's verdict" in row["test"]
 
 
-def _timing_claim(claim_id: str, look: timing.Look, measured: dict, measure: str) -> dict:
+def _timing_claim(claim_id: str, look: stats.RatioTest, measured: dict, measure: str) -> dict:
     """A timing claim as the suite records it: what it measured, the rule's measure and its last look."""
     return {
         "id": claim_id,
-        "verdict": look.verdict,
+        "verdict": look.decision().value,
         "known_refutation": None,
         "measured": measured,
         "headline": {"name": measure, "values": [], "higher_is_better": None, "text": measure},
-        "looks": [look.to_dict()],
+        "looks": [look.look()],
     }
 
 
@@ -126,7 +126,7 @@ def _gpu_speedup(ratios: list[float]) -> dict:
         "wall_s_per_epoch": {"gpu": [1.0] * len(ratios), "cpu": ratios},
         "device": {"cpu": "AMD EPYC test", "gpus": ["NVIDIA H200"]},
     }
-    look = timing.ratio_look(ratios, FACTOR_5_OR_SO[0], 0.05 / 3)
+    look = stats.ratio_test(ratios, FACTOR_5_OR_SO[0], 0.05 / 3)
     return _timing_claim("gpu-speedup", look, measured, "CPU/GPU wall time per training step")
 
 
@@ -140,7 +140,7 @@ def _cnn_vs_mlp_time(ratios: list[float]) -> dict:
         "threshold": MUCH_SLOWER,
         "device": {"cpu": "Intel test", "gpus": []},
     }
-    look = timing.ratio_look(ratios, MUCH_SLOWER, 0.05 / 3)
+    look = stats.ratio_test(ratios, MUCH_SLOWER, 0.05 / 3)
     return _timing_claim("cnn-vs-mlp-time", look, measured, "CNN/MLP CPU time per training step")
 
 

@@ -10,7 +10,6 @@ import ast
 import dataclasses
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -84,9 +83,14 @@ def _monotone(seed: int) -> dict:
 
 
 def _measures(histories: list[dict]) -> dict:
-    """What both overfitting rules take from the curves (claims' own curve_measures) and the training-loss fall."""
-    measured = training.curve_measures([SimpleNamespace(history=h) for h in histories])
-    return {**measured, "falls": [training.train_loss_fall(h) for h in histories]}
+    """What both overfitting rules take from the curves (the claims' own measures) and the training-loss fall."""
+    return {
+        "rises": [training.val_loss_rise(h) for h in histories],
+        "shares": [training.after_min_share(h) for h in histories],
+        "climbs": [training.val_loss_climb(h) for h in histories],
+        "epochs": max(len(h["val_loss"]) for h in histories),
+        "falls": [training.train_loss_fall(h) for h in histories],
+    }
 
 
 WIDE, NARROW = [0.011, 0.0105, 0.012], [0.0030, 0.0020, 0.0035]

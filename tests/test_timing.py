@@ -1,4 +1,5 @@
-"""The timing claim: its rule's three outcomes, the sequential test's error, and what a step costs."""
+"""The timing claims: their rules' outcomes, the sequential test over rounds (Claim.decide_rounds's), its error,
+and what a step costs."""
 
 from __future__ import annotations
 
@@ -10,12 +11,19 @@ import numpy as np
 import pytest
 
 from claims.test_training import FACTOR_5_OR_SO, MUCH_SLOWER, cnn_vs_mlp_time_rule, gpu_speedup_rule
-from fixtures import timing
-from fixtures.claim import Verdict
+from fixtures import stats, timing
+from fixtures.claim import Verdict, by_name, sequential
 from tests.tiny import tiny_data
 
 LAST_LOOK_ALPHA = 0.05 / len(timing.LOOKS)
 H, R, I = Verdict.HOLDS, Verdict.REFUTED, Verdict.INCONCLUSIVE  # noqa: E741 (as in test_rules.py)
+
+
+def decide_rounds(next_ratio, rule=cnn_vs_mlp_time_rule, **rounds_options) -> tuple[timing.Timed, list[dict]]:
+    """Rounds whose ratios `next_ratio` draws, decided as Claim.decide_rounds does: what they measured, every look."""
+    rounds = timing.Rounds(next_ratio, lambda ratio: ratio, **rounds_options)
+    _, timed, _, looks = sequential(rounds, by_name(rule), rounds.plan, look=rounds.look, more=rounds.more)
+    return timed, looks
 
 
 @pytest.mark.rule_of("cnn-vs-mlp-time")
@@ -32,13 +40,14 @@ def test_rule_reaches_every_verdict(ratios, expected):
     ruling = cnn_vs_mlp_time_rule(ratios, LAST_LOOK_ALPHA, failed=[-9.67])
     look = ruling.tests["cpu_ratio"]
     assert ruling.verdict is expected and ruling.rule.startswith("CPU only")
-    assert look["ci_low"] < look["mean"] < look["ci_high"] and look["values"] == ratios
-    assert math.isclose(look["mean"], math.exp(np.mean(np.log(ratios))))
+    assert look.ci_low < look.mean < look.ci_high and list(look.values) == ratios
+    assert math.isclose(look.mean, math.exp(np.mean(np.log(ratios))))
     assert "1 failed round(s) set aside and redrawn: ratio [-9.67]" in ruling.headline["text"]
+    assert ruling.headline["name"] == "CNN/MLP CPU time per training step" and ruling.headline["values"] == ratios
     if expected is H:
-        assert look["ci_low"] > MUCH_SLOWER
+        assert look.ci_low > MUCH_SLOWER
     if expected is R:
-        assert look["ci_high"] < MUCH_SLOWER
+        assert look.ci_high < MUCH_SLOWER
 
 
 @pytest.mark.rule_of("gpu-speedup")
@@ -60,11 +69,11 @@ def test_gpu_speedup_rule_reaches_every_verdict(ratios, expected, faster):
     look = ruling.tests["cpu_over_gpu_ratio"]
     assert ruling.verdict is expected, ruling.headline["text"]
     low, high = FACTOR_5_OR_SO
-    assert look["threshold"] == pytest.approx(math.sqrt(10)) == pytest.approx(low)
-    assert (look["ci_low"] > low) is (expected is H) and (look["ci_high"] < low) is (expected is R)
-    assert ("faster than stated" in ruling.headline["text"]) is faster is (look["ci_low"] > high)
+    assert look.threshold == pytest.approx(math.sqrt(10)) == pytest.approx(low)
+    assert (look.ci_low > low) is (expected is H) and (look.ci_high < low) is (expected is R)
+    assert ("faster than stated" in ruling.headline["text"]) is faster is (look.ci_low > high)
     if faster:
-        assert f"faster than stated: {look['mean']:.0f}x" in ruling.headline["text"]
+        assert f"faster than stated: {look.mean:.0f}x" in ruling.headline["text"]
 
 
 def test_timing_rules_state_the_looks_and_the_cap_they_use():
@@ -79,11 +88,11 @@ def test_timing_rules_state_the_looks_and_the_cap_they_use():
 
 def test_sequential_test_decides_a_clear_speedup_at_the_first_look():
     draws = itertools.cycle([5.1, 4.8, 5.3, 4.9, 5.0])
-    ratios, looks, _ = timing.sequential_ratio_test(lambda: next(draws), FACTOR_5_OR_SO[0])
-    assert len(ratios) == timing.LOOKS[0] and [look.verdict for look in looks] == ["holds"]
+    timed, looks = decide_rounds(lambda: next(draws), gpu_speedup_rule)
+    assert len(timed.ratios) == timing.LOOKS[0] and [look["verdict"] for look in looks] == ["holds"]
     draws = itertools.cycle([3.0, 3.4, 3.1, 3.3, 3.2])
-    _, looks, _ = timing.sequential_ratio_test(lambda: next(draws), FACTOR_5_OR_SO[0])
-    assert [look.n for look in looks] == list(timing.LOOKS) and looks[-1].verdict == "inconclusive"
+    _, looks = decide_rounds(lambda: next(draws), gpu_speedup_rule)
+    assert [look["n"] for look in looks] == list(timing.LOOKS) and looks[-1]["verdict"] == "inconclusive"
 
 
 @pytest.mark.parametrize(
@@ -92,44 +101,54 @@ def test_sequential_test_decides_a_clear_speedup_at_the_first_look():
     ids=["one-round", "negative", "nan", "inf", "no-spread"],
 )
 def test_failed_or_degenerate_measurements_decide_nothing(ratios):
-    look = timing.ratio_look(ratios, MUCH_SLOWER, LAST_LOOK_ALPHA)
-    assert look.verdict == "inconclusive" and math.isnan(look.mean)
+    test = stats.ratio_test(ratios, MUCH_SLOWER, LAST_LOOK_ALPHA)
+    assert test.decision() is I and math.isnan(test.mean) and test.look()["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("ratios", [[3.0, 3.3, 2.8, 3.1, 2.9], [1.3, 1.25, 1.4, 1.35, 1.3], [1.6, 2.6, 2.0, 2.3, 1.8]])
+def test_ratio_test_decides_as_its_two_sided_interval(ratios):
+    """Deciding at alpha on the doubled one-sided p-values is the (1 - alpha) interval's decision, and the look
+    records the two-sided p."""
+    test = stats.ratio_test(ratios, MUCH_SLOWER, LAST_LOOK_ALPHA)
+    by_interval = H if test.ci_low > MUCH_SLOWER else R if test.ci_high < MUCH_SLOWER else I
+    assert test.decision() is by_interval and test.look()["p"] == min(test.p_holds, test.p_refutes)
 
 
 def test_clear_ratio_is_decided_at_the_first_look():
     draws = itertools.cycle([3.0, 3.3, 2.8, 3.1, 2.9])
-    ratios, looks, _ = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
-    assert len(ratios) == timing.LOOKS[0]
-    assert [look.verdict for look in looks] == ["holds"]
+    timed, looks = decide_rounds(lambda: next(draws))
+    assert len(timed.ratios) == timing.LOOKS[0]
+    assert [look["verdict"] for look in looks] == ["holds"]
 
 
 def test_ratio_near_the_threshold_samples_every_look_then_is_inconclusive():
     draws = itertools.cycle([1.6, 2.5, 2.0, 1.8, 2.3])
-    ratios, looks, _ = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
-    assert [look.n for look in looks] == list(timing.LOOKS) and len(ratios) == timing.LOOKS[-1]
-    assert {look.verdict for look in looks} == {"inconclusive"}
-    assert {look.alpha for look in looks} == {LAST_LOOK_ALPHA}
+    timed, looks = decide_rounds(lambda: next(draws))
+    assert [look["n"] for look in looks] == list(timing.LOOKS) and len(timed.ratios) == timing.LOOKS[-1]
+    assert {look["verdict"] for look in looks} == {"inconclusive"}
+    assert {look["alpha"] for look in looks} == {LAST_LOOK_ALPHA}
 
 
 def test_a_failed_draw_is_set_aside_and_drawn_again():
     """One negative ratio (seen on TF 2.18: an MLP round whose 200-batch fit cost less CPU than its
     100-batch one) used to make every later look NaN; it is now recorded and replaced by a new draw."""
     draws = itertools.chain([3.0, -9.67], itertools.cycle([3.3, 2.8, 3.1, 2.9]))
-    ratios, looks, failed = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER)
-    assert failed == [-9.67] and len(ratios) == timing.LOOKS[0] and all(r > 0 for r in ratios)
-    assert [look.verdict for look in looks] == ["holds"]
+    timed, looks = decide_rounds(lambda: next(draws))
+    assert timed.failed == (-9.67,) and len(timed.ratios) == timing.LOOKS[0] and all(r > 0 for r in timed.ratios)
+    assert len(timed.rounds) == len(timed.ratios) and [look["verdict"] for look in looks] == ["holds"]
 
 
 def test_only_failed_draws_stop_after_the_last_look_s_count():
-    ratios, looks, failed = timing.sequential_ratio_test(lambda: math.nan, MUCH_SLOWER)
-    assert ratios == [] and len(failed) == timing.LOOKS[-1] and [look.verdict for look in looks] == ["inconclusive"]
+    timed, looks = decide_rounds(lambda: math.nan)
+    assert timed.ratios == () and len(timed.failed) == timing.LOOKS[-1]
+    assert [look["verdict"] for look in looks] == ["inconclusive"]
 
 
 def test_time_cap_stops_before_the_next_look():
     clock = itertools.count(0.0, timing.TIME_CAP_S + 1)  # every reading is past the cap
     draws = itertools.cycle([1.6, 2.5, 2.0])
-    ratios, looks, _ = timing.sequential_ratio_test(lambda: next(draws), MUCH_SLOWER, clock=lambda: next(clock))
-    assert len(looks) == 1 and len(ratios) == timing.LOOKS[0] and looks[0].verdict == "inconclusive"
+    timed, looks = decide_rounds(lambda: next(draws), clock=lambda: next(clock))
+    assert len(looks) == 1 and len(timed.ratios) == timing.LOOKS[0] and looks[0]["verdict"] == "inconclusive"
 
 
 def decided_share(true_ratio: float, log_sd: float, alpha: float, trials: int = 2000) -> float:
@@ -137,10 +156,8 @@ def decided_share(true_ratio: float, log_sd: float, alpha: float, trials: int = 
     rng = np.random.default_rng(1)
     decided = 0
     for _ in range(trials):
-        _, looks, _ = timing.sequential_ratio_test(
-            lambda: true_ratio * math.exp(rng.normal(0, log_sd)), MUCH_SLOWER, alpha=alpha
-        )
-        decided += looks[-1].verdict != "inconclusive"
+        _, looks = decide_rounds(lambda: true_ratio * math.exp(rng.normal(0, log_sd)), alpha=alpha)
+        decided += looks[-1]["verdict"] != "inconclusive"
     return decided / trials
 
 
