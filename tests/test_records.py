@@ -70,7 +70,15 @@ def test_differences_reports_a_changed_value_and_ignores_when_it_was_taken(raw: 
     later = copy.deepcopy(raw)
     later["session"]["started"] = later["claims"][0]["taken"]["session"] = "2027-01-01T00:00:00+0000"
     later["runs"][0]["session"] = "2027-01-01T00:00:00+0000"
-    assert differences(before, Document.parse(later)) == []
+    later["runs"][0]["wall_s"] = 0.5  # a cached run's wall time is this session's time to load it
+    assert later["runs"][0]["source"] == "cached" and differences(before, Document.parse(later)) == []
+    trained = copy.deepcopy(raw)
+    trained["runs"][0]["source"] = "trained"
+    key = raw["runs"][0]["key"]
+    assert differences(before, Document.parse(trained)) == [
+        f"runs[{key}].source: 'cached' -> 'trained'",
+        f"runs[{key}].wall_s: absent -> 0.01",  # a trained run's wall time is its training's
+    ]
     later["claims"][1]["statistics"]["ratio"] = {"mean": 1.5}
     later["runs"][0]["history"]["loss"][3] = 0.5
     later["session"]["seeds"] = [0, 1]
