@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 
@@ -48,7 +48,17 @@ class Section:
     figures: list[figures.Figure]
 
 
-def section_of(claim: ClaimRecord) -> str:
+class Sectioned(Protocol):
+    """What places a claim in the report: its id and its test module's section (a record, or a collected claim)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def section(self) -> str: ...
+
+
+def section_of(claim: Sectioned) -> str:
     """The report section a claim's evidence block belongs in."""
     for prefix, section in PREFIXES:
         if claim.id.startswith(prefix):

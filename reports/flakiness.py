@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except RerunFailed as e:
                 print(f"rerun {i}/{options.reruns}: {e}")
                 return 2
-            counts = Counter(c["verdict"] for c in claims.values())
+            counts = Counter(c.verdict for c in claims.values())
             print(
                 f"rerun {i}/{options.reruns}: {len(claims)} claims in {time.perf_counter() - start:.0f}s: "
                 + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
