@@ -7,10 +7,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 
+from fixtures.records import ClaimRecord, Detectable, Look
 from reports import figures, regression
 from reports.evidence import Evidence, display_verdict
 
@@ -43,16 +44,26 @@ BY_FIELD = {"architecture": "architecture", "training": "training", "analysis": 
 class Section:
     id: str
     title: str
-    claims: list[dict]
+    claims: list[ClaimRecord]
     figures: list[figures.Figure]
 
 
-def section_of(claim: dict) -> str:
+class Sectioned(Protocol):
+    """What places a claim in the report: its id and its test module's section (a record, or a collected claim)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def section(self) -> str: ...
+
+
+def section_of(claim: Sectioned) -> str:
     """The report section a claim's evidence block belongs in."""
     for prefix, section in PREFIXES:
-        if claim["id"].startswith(prefix):
+        if claim.id.startswith(prefix):
             return section
-    return BY_FIELD.get(claim.get("section"), "inside")
+    return BY_FIELD.get(claim.section, "inside")
 
 
 def stat_rows(statistics: dict) -> list[dict]:
@@ -113,44 +124,41 @@ def part_decision(s: dict) -> str:
     return f"{p_holds} ({holds}), {p_refutes} ({refutes}) → {s.get('decision')}"
 
 
-def layer_tables(claims: list[dict]) -> dict[str, list[dict]]:
+def layer_tables(claims: list[ClaimRecord]) -> dict[str, list[dict]]:
     """Model title -> layer list, once per model, from architecture claims that measured a summary."""
     tables: dict[str, list[dict]] = {}
     for c in claims:
-        measured = c.get("measured") or {}
-        if section_of(c) == "architecture" and "model" in measured and "layers" in measured:
-            tables.setdefault(measured["model"], measured["layers"])
+        if section_of(c) == "architecture" and "model" in c.measured and "layers" in c.measured:
+            tables.setdefault(c.measured["model"], c.measured["layers"])
     return tables
 
 
-def look(entry: dict, unit: str = "seeds") -> str:
+def look(entry: Look, unit: str = "seeds") -> str:
     """One sequential look as a line: seeds (or rounds), statistic, p against its boundary, decision."""
     return (
-        f"{num(entry.get('n'))} {unit}: statistic {num(entry.get('statistic'))}, p = {num(entry.get('p'))} "
-        f"vs boundary α = {num(entry.get('alpha'))} → {entry.get('verdict')}"
+        f"{num(entry.n)} {unit}: statistic {num(entry.statistic)}, p = {num(entry.p)} "
+        f"vs boundary α = {num(entry.alpha)} → {entry.verdict}"
     )
 
 
-def looks_unit(claim: dict) -> str:
+def looks_unit(claim: ClaimRecord) -> str:
     """What a claim's looks count: seeds, or a timing claim's rounds. Evidence from before the unit was recorded:
     rounds where the looks record an interval (a timing look does, a seed look does not)."""
-    looks = claim.get("looks") or [{}]
-    return claim.get("looks_unit") or ("rounds" if "ci_low" in looks[0] else "seeds")
+    return claim.looks_unit or ("rounds" if claim.looks and claim.looks[0].ci_low is not None else "seeds")
 
 
-def detectable(claim: dict) -> str:
+def detectable(claim: ClaimRecord) -> str:
     """What an undecided comparison can rule out: the 80%-power detectable effect and the seeds the observed
     one needs."""
-    d = claim.get("detectable") or {}
-    n = len(claim.get("seeds") or []) or "these"
-    needed = d.get("seeds_needed")
+    d = claim.detectable or Detectable()
+    n = len(claim.seeds) or "these"
+    needed = d.seeds_needed
     smallest = (
-        f"At {n} seeds the smallest difference in rates that decides is {num(d.get('effect'))}"
-        if "power" in d and d["power"] is None  # an exact count test: no power approximation
-        else f"At {n} seeds the smallest effect detectable with {num(round(100 * (d.get('power') or 0.8)))}% power is "
-        f"{num(d.get('effect'))}"
+        f"At {n} seeds the smallest difference in rates that decides is {num(d.effect)}"
+        if d.power is None  # an exact count test: no power approximation
+        else f"At {n} seeds the smallest effect detectable with {num(round(100 * d.power))}% power is {num(d.effect)}"
     )
-    return f"{smallest} (observed {num(d.get('observed'))}); " + (
+    return f"{smallest} (observed {num(d.observed)}); " + (
         f"the observed effect would need {num(needed)} seeds."
         if needed is not None
         else "the seeds the observed effect would need are not estimable."
@@ -204,7 +212,8 @@ def build(ev: Evidence, out: Path, baseline: Evidence | None = None) -> Path:
         Section(sid, title, [c for c in claims if section_of(c) == sid], draw(ev, out) if draw else [])
         for sid, title, draw in SECTIONS
     ]
-    trained = [r for r in ev.runs if r["source"] == "trained" and r.get("session", ev.newest) == ev.newest]
+    padding = ev.claim("arch-same-padding")
+    trained = [r for r in ev.runs if r.source == "trained" and ev.is_newest(r)]
     html = (
         _environment()
         .get_template("report.html.j2")
@@ -217,19 +226,19 @@ def build(ev: Evidence, out: Path, baseline: Evidence | None = None) -> Path:
             look=look,
             looks_unit=looks_unit,
             detectable=detectable,
-            run_labels={r["key"]: r["label"] for r in ev.runs},
+            run_labels={r.key: r.label for r in ev.runs},
             layer_tables=layer_tables(claims),
-            padding=(ev.claim("arch-same-padding") or {}).get("measured") or {},
+            padding=padding.measured if padding else {},
             trained=len(trained),
-            train_s=sum(r.get("wall_s") or 0 for r in trained),
-            cached=sum(r.get("session", ev.newest) == ev.newest for r in ev.runs) - len(trained),
+            train_s=sum(r.wall_s or 0 for r in trained),
+            cached=sum(ev.is_newest(r) for r in ev.runs) - len(trained),
             baseline=baseline,
             changes=regression.compare(baseline, ev) if baseline else None,
             stat_rule=regression.STAT_RULE,
             time_rule=regression.TIME_RULE,
             verdict_rule=regression.VERDICT_RULE,
-            older=[c["id"] for c in claims if ev.is_older(c)],
-            backend=(ev.session.get("versions") or {}).get("keras_backend"),
+            older=[c.id for c in claims if ev.is_older(c)],
+            backend=(ev.session.versions or {}).get("keras_backend"),
             generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
     )

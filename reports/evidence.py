@@ -10,11 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fixtures.claim import Verdict
-from fixtures.evidence import EVIDENCE_FILE, SCHEMA
 from fixtures.paths import EVIDENCE, default_dirs
-
-VERDICTS = tuple(v.value for v in Verdict)
+from fixtures.records import EVIDENCE_FILE, ClaimRecord, Document, RunRecord, SchemaError, Session, Taken
 
 
 class EvidenceError(Exception):
@@ -26,9 +23,9 @@ class Evidence:
     """The parsed evidence.json plus the directory its arrays/ live in."""
 
     path: Path
-    session: dict
-    runs: list[dict]
-    claims: list[dict]
+    session: Session
+    runs: list[RunRecord]
+    claims: list[ClaimRecord]
 
     @property
     def root(self) -> Path:
@@ -37,29 +34,33 @@ class Evidence:
     @property
     def newest(self) -> str | None:
         """The start time of the newest session that wrote this evidence."""
-        return self.session.get("started")
+        return self.session.started
 
-    def taken(self, claim: dict) -> dict:
+    def taken(self, claim: ClaimRecord) -> Taken:
         """When and where the claim's evidence was taken (older files: the file's one session)."""
-        return claim.get("taken") or {"session": self.newest, "profile": self.session.get("profile")}
+        return claim.taken or Taken(session=self.newest, profile=self.session.profile)
 
-    def is_older(self, claim: dict) -> bool:
+    def is_older(self, claim: ClaimRecord) -> bool:
         """Whether the claim was kept from a session before the newest (it was not re-run then)."""
-        return self.taken(claim).get("session") != self.newest
+        return self.taken(claim).session != self.newest
 
-    def claim(self, claim_id: str) -> dict | None:
-        return next((c for c in self.claims if c["id"] == claim_id), None)
+    def is_newest(self, run: RunRecord) -> bool:
+        """Whether the newest session used the run (older files record no session per run: all of them)."""
+        return (run.session or self.newest) == self.newest
+
+    def claim(self, claim_id: str) -> ClaimRecord | None:
+        return next((c for c in self.claims if c.id == claim_id), None)
 
     def arrays(self, claim_id: str) -> dict[str, np.ndarray] | None:
         """The claim's npz arrays, or None when the claim, its arrays entry or the file is absent."""
         claim = self.claim(claim_id)
-        if not claim or not claim.get("arrays") or not (self.root / claim["arrays"]).is_file():
+        if not claim or not claim.arrays or not (self.root / claim.arrays).is_file():
             return None
         try:
-            with np.load(self.root / claim["arrays"]) as npz:
+            with np.load(self.root / claim.arrays) as npz:
                 return dict(npz)
         except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise EvidenceError(f"{self.root / claim['arrays']}: unreadable arrays ({e})") from None
+            raise EvidenceError(f"{self.root / claim.arrays}: unreadable arrays ({e})") from None
 
 
 def resolve(path: str | os.PathLike | None) -> Path:
@@ -76,11 +77,11 @@ def resolve(path: str | os.PathLike | None) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def display_verdict(claim: dict) -> str:
+def display_verdict(claim: ClaimRecord) -> str:
     """The verdict as the report shows it: a refutation the suite already declared is a "known refutation"."""
-    if claim["verdict"] == "refuted" and claim.get("known_refutation"):
+    if claim.verdict == "refuted" and claim.known_refutation:
         return "known refutation"
-    return claim["verdict"]
+    return str(claim.verdict)
 
 
 def load(path: str | os.PathLike | None = None) -> Evidence:
@@ -95,31 +96,7 @@ def load(path: str | os.PathLike | None = None) -> Evidence:
     except json.JSONDecodeError as e:
         raise EvidenceError(f"{file}: not valid JSON ({e})") from None
     try:
-        _check(data)
-    except (EvidenceError, KeyError, TypeError, AttributeError) as e:
+        document = Document.parse(data)
+    except SchemaError as e:
         raise EvidenceError(f"{file}: malformed evidence: {e}") from None
-    return Evidence(file, data["session"], data["runs"], data["claims"])
-
-
-def _require(ok: bool, problem: str) -> None:
-    if not ok:
-        raise EvidenceError(problem)
-
-
-def _check(data: dict) -> None:
-    _require(isinstance(data, dict), "top level is not an object")
-    _require(data.get("schema") == SCHEMA, f"schema is {data.get('schema')!r}, expected {SCHEMA}")
-    _require(isinstance(data.get("session"), dict), "'session' is not an object")
-    _require(isinstance(data.get("runs"), list), "'runs' is not a list")
-    _require(isinstance(data.get("claims"), list), "'claims' is not a list")
-    for run in data["runs"]:
-        missing = {"key", "label", "model", "batch_size", "epochs", "seed", "source"} - run.keys()
-        _require(not missing, f"run {run.get('label', '?')!r} lacks {sorted(missing)}")
-    for claim in data["claims"]:
-        _require(isinstance(claim.get("id"), str), "a claim has no string 'id'")
-        _require(claim.get("verdict") in VERDICTS, f"claim {claim['id']!r} has verdict {claim.get('verdict')!r}")
-        statistics = claim.get("statistics") or {}
-        _require(
-            isinstance(statistics, dict) and all(isinstance(s, dict) for s in statistics.values()),
-            f"claim {claim['id']!r}: 'statistics' is not an object of objects",
-        )
+    return Evidence(file, document.session, document.runs, document.claims)

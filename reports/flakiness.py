@@ -20,9 +20,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from fixtures.evidence import EVIDENCE_FILE
+from fixtures.records import EVIDENCE_FILE, ClaimRecord, Document, SchemaError
 
 PYTEST_RAN_TESTS = (0, 1)  # all passed / some failed: a refuted claim fails, and that is a verdict
 
@@ -31,7 +30,7 @@ class RerunFailed(Exception):
     """A rerun that did not finish its tests, so its verdicts cannot be compared."""
 
 
-def rerun(pytest_args: Sequence[str], evidence_dir: Path) -> tuple[dict[str, dict[str, Any]], str]:
+def rerun(pytest_args: Sequence[str], evidence_dir: Path) -> tuple[dict[str, ClaimRecord], str]:
     """One pytest session writing its evidence to `evidence_dir`: its claims by test id, and its last line."""
     done = subprocess.run(
         [sys.executable, "-m", "pytest", *pytest_args, f"--claims-evidence={evidence_dir}"],
@@ -45,22 +44,25 @@ def rerun(pytest_args: Sequence[str], evidence_dir: Path) -> tuple[dict[str, dic
             f"pytest exited {done.returncode} without comparable evidence; its output ends:\n"
             + "\n".join(output.splitlines()[-20:])
         )
-    claims = json.loads(evidence.read_text())["claims"]
-    return {c["test"]: c for c in claims}, output.splitlines()[-1] if output else ""
+    try:
+        claims = Document.parse(json.loads(evidence.read_text())).claims
+    except SchemaError as e:
+        raise RerunFailed(f"{evidence}: malformed evidence: {e}") from None
+    return {c.test: c for c in claims}, output.splitlines()[-1] if output else ""
 
 
-def differences(sessions: Sequence[dict[str, dict[str, Any]]]) -> list[str]:
+def differences(sessions: Sequence[dict[str, ClaimRecord]]) -> list[str]:
     """One report per claim whose verdict is not the same in every session ("missing": not recorded)."""
     reports = []
     for test in sorted(set().union(*sessions)):
         records = [s.get(test) for s in sessions]
-        verdicts = [r["verdict"] if r else "missing" for r in records]
+        verdicts = [r.verdict if r else "missing" for r in records]
         if len(set(verdicts)) == 1:
             continue
-        claim_id = next(r["id"] for r in records if r)
+        claim_id = next(r.id for r in records if r)
         lines = [f"FLAKY {claim_id} ({test}): " + ", ".join(f"{v} x{n}" for v, n in Counter(verdicts).items())]
         lines += [
-            f"  rerun {i}: {v}: {r['summary'] if r else 'no verdict recorded'}"
+            f"  rerun {i}: {v}: {r.summary if r else 'no verdict recorded'}"
             for i, (v, r) in enumerate(zip(verdicts, records, strict=True), 1)
         ]
         reports.append("\n".join(lines))
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except RerunFailed as e:
                 print(f"rerun {i}/{options.reruns}: {e}")
                 return 2
-            counts = Counter(c["verdict"] for c in claims.values())
+            counts = Counter(c.verdict for c in claims.values())
             print(
                 f"rerun {i}/{options.reruns}: {len(claims)} claims in {time.perf_counter() - start:.0f}s: "
                 + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))

@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from fixtures.evidence import EVIDENCE_FILE  # noqa: E402
+from fixtures.records import EVIDENCE_FILE  # noqa: E402
 from reports.build import num  # noqa: E402
 from reports.evidence import Evidence, EvidenceError, display_verdict, load  # noqa: E402
 from reports.figures import DPI, mean_ci  # noqa: E402
@@ -87,7 +87,7 @@ class History:
     def claim_ids(self) -> list[str]:
         """Every claim of any night, in the order the newest nights list them."""
         ordered = sorted(self.evidence.items(), key=lambda item: item[0][0], reverse=True)
-        return list(dict.fromkeys(c["id"] for _, ev in ordered for c in ev.claims))
+        return list(dict.fromkeys(c.id for _, ev in ordered for c in ev.claims))
 
     def points(self, claim_id: str) -> list[Point]:
         """The claim's verdict, and its headline's mean and 95% interval if it has one, per night and environment."""
@@ -96,15 +96,14 @@ class History:
             claim = ev.claim(claim_id)
             if claim is None:
                 continue
-            headline = claim.get("headline") or {}
-            values = headline.get("values") or []
+            values = claim.headline.values if claim.headline else []
             mean, half = mean_ci(values) if values else (None, None)
             found.append(
                 Point(
                     night,
                     env,
                     display_verdict(claim),
-                    headline.get("name", ""),
+                    claim.headline.name if claim.headline else "",
                     mean,
                     half,
                     len(values),
@@ -262,7 +261,7 @@ def build(root: Path, out: Path) -> tuple[Path, Path]:
         claims.append(
             {
                 "id": claim_id,
-                "quote": history.evidence[newest].claim(claim_id).get("quote", ""),
+                "quote": history.evidence[newest].claim(claim_id).quote,
                 "figure": figure(history, claim_id, out),
                 "rows": history.table(claim_id),
                 "changes": history.claim_changes(claim_id),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
 
+from fixtures.records import ClaimRecord
 from reports import twosample
 from reports.build import num
 from reports.evidence import Evidence, display_verdict, load
@@ -23,7 +24,7 @@ class Column:
 
 @dataclass
 class Cell:
-    claim: dict | None
+    claim: ClaimRecord | None
     verdict: str
     headline: str
     older: bool
@@ -44,11 +45,11 @@ class Row:
 
 def label_of(ev: Evidence) -> str:
     """A column label from the evidence's Keras backend, its library and Keras versions, device and profile."""
-    versions = ev.session.get("versions") or {}
+    versions = ev.session.versions or {}
     backend = versions.get("keras_backend") or "backend?"
     library = versions.get(BACKEND_LIBRARY.get(backend, backend))
-    gpus = (ev.session.get("device") or {}).get("gpus") or []
-    profile = ev.session.get("profile")
+    gpus = (ev.session.device or {}).get("gpus") or []
+    profile = ev.session.profile
     return (
         f"{backend} {library or ''}".strip()
         + f" · Keras {versions.get('keras', '?')} · "
@@ -73,21 +74,20 @@ def columns(specs: list[str]) -> list[Column]:
     return loaded
 
 
-def headline_text(claim: dict | None) -> str:
+def headline_text(claim: ClaimRecord | None) -> str:
     """The headline quantity as a short string: a single value, or the mean over n seeds."""
-    h = (claim or {}).get("headline") or {}
-    values = h.get("values") or []
-    if not values:
+    h = claim.headline if claim else None
+    if h is None or not h.values:
         return "—"
-    if len(values) == 1:
-        return f"{h.get('name', '')} = {num(values[0])}"
-    return f"{h.get('name', '')} mean {num(sum(values) / len(values))} (n = {len(values)})"
+    if len(h.values) == 1:
+        return f"{h.name} = {num(h.values[0])}"
+    return f"{h.name} mean {num(sum(h.values) / len(h.values))} (n = {len(h.values)})"
 
 
 def rows(cols: list[Column]) -> list[Row]:
     """One row per claim in any column, in the first column's order, then the others'; each cell is set
     against the first column's (verdict differs, Welch test of the headline values)."""
-    ids = list(dict.fromkeys(c["id"] for col in cols for c in col.evidence.claims))
+    ids = list(dict.fromkeys(c.id for col in cols for c in col.evidence.claims))
     out = []
     for cid in ids:
         claims = [col.evidence.claim(cid) for col in cols]
@@ -103,7 +103,7 @@ def rows(cols: list[Column]) -> list[Row]:
             )
             for i, (col, c, v) in enumerate(zip(cols, claims, verdicts, strict=True))
         ]
-        quote = next((c.get("quote", "") for c in claims if c), "")
+        quote = next((c.quote for c in claims if c), "")
         out.append(Row(cid, quote, cells))
     return out
 

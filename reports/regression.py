@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from fixtures.records import RunRecord
 from reports import twosample
 from reports.evidence import Evidence, display_verdict
 
@@ -101,34 +102,34 @@ class Changes:
 def compare(baseline: Evidence, current: Evidence) -> Changes:
     """Verdict changes (significant or within noise), statistics that moved beyond their uncertainty, slower runs
     and new library versions. Current claims kept from before its newest session are listed, not compared."""
-    before = {c["id"]: c for c in baseline.claims}
-    after = {c["id"]: c for c in current.claims if not current.is_older(c)}
+    before = {c.id: c for c in baseline.claims}
+    after = {c.id: c for c in current.claims if not current.is_older(c)}
     changes = Changes(
         added=[i for i in after if i not in before],
         removed=[i for i in before if current.claim(i) is None],
-        not_rerun=[c["id"] for c in current.claims if current.is_older(c)],
+        not_rerun=[c.id for c in current.claims if current.is_older(c)],
     )
     for cid in (i for i in after if i in before):
         b, a = before[cid], after[cid]
-        if (display_verdict(b), b.get("known_refutation")) != (display_verdict(a), a.get("known_refutation")):
+        if (display_verdict(b), b.known_refutation) != (display_verdict(a), a.known_refutation):
             changes.verdicts.append(
                 VerdictChange(
                     cid,
                     display_verdict(b),
                     display_verdict(a),
-                    b.get("known_refutation"),
-                    a.get("known_refutation"),
+                    b.known_refutation,
+                    a.known_refutation,
                     twosample.headline_test(b, a),
                 )
             )
-        changes.statistics += _moved(cid, b.get("statistics") or {}, a.get("statistics") or {})
+        changes.statistics += _moved(cid, b.statistics, a.statistics)
     old_runs = {_run_identity(r): r for r in baseline.runs}
     for run in current.runs:
         old = old_runs.get(_run_identity(run))
-        t0, t1 = (old or {}).get("s_per_epoch"), run.get("s_per_epoch")
+        t0, t1 = old.s_per_epoch if old else None, run.s_per_epoch
         if _finite(t0, t1) and t0 > 0 and t1 > t0 * (1 + SLOWDOWN):
-            changes.slower_runs.append(RunSlowdown(run["label"], t0, t1))
-    v0, v1 = baseline.session.get("versions") or {}, current.session.get("versions") or {}
+            changes.slower_runs.append(RunSlowdown(run.label, t0, t1))
+    v0, v1 = baseline.session.versions or {}, current.session.versions or {}
     changes.versions = [
         VersionChange(k, v0.get(k), v1.get(k)) for k in sorted(v0.keys() | v1.keys()) if v0.get(k) != v1.get(k)
     ]
@@ -158,14 +159,8 @@ def _summaries(name: str, before: dict, after: dict) -> list[tuple[str, dict, di
     ]
 
 
-def _run_identity(run: dict) -> tuple:
-    return (
-        run["model"],
-        json.dumps(run.get("model_config") or {}, sort_keys=True),
-        run["batch_size"],
-        run["epochs"],
-        run["seed"],
-    )
+def _run_identity(run: RunRecord) -> tuple:
+    return run.model, json.dumps(run.model_config, sort_keys=True), run.batch_size, run.epochs, run.seed
 
 
 def _finite(*xs: object) -> bool:

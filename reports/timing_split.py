@@ -17,15 +17,14 @@ peak GPU memory.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from fixtures.records import RunRecord
 from reports import evidence as report_evidence
 
 PARTS = (
@@ -46,11 +45,10 @@ PARTS = (
 ISO = "%Y-%m-%dT%H:%M:%S%z"
 
 
-def run_parts(run: dict[str, Any]) -> dict[str, float]:
+def run_parts(run: RunRecord) -> dict[str, float]:
     """One trained run's seconds by part (they sum to its time from start to end). The first epoch's training and
     validation each count their excess over the median of the later epochs' as compile."""
-    phases, epochs = run["phases_s"], run["epoch_s"]
-    timeline = run["timeline"]
+    phases, epochs, timeline = run.phases_s, run.epoch_s, run.timeline
     validation = phases["validation"]
     train = [e - v for e, v in zip(epochs, validation, strict=True)]
 
@@ -82,15 +80,15 @@ class Split:
         return {part: sum(w.get(part, 0.0) for w in self.workers.values()) for part in PARTS}
 
 
-def split(runs: Sequence[dict[str, Any]], started: float, finished: float) -> Split:
+def split(runs: Sequence[RunRecord], started: float, finished: float) -> Split:
     """The split of [started, finished] for every worker that trained one of `runs` (records with a timeline)."""
-    by_pid: dict[int, list[dict[str, Any]]] = {}
+    by_pid: dict[int, list[RunRecord]] = {}
     for run in runs:
-        by_pid.setdefault(run["timeline"]["pid"], []).append(run)
+        by_pid.setdefault(run.timeline["pid"], []).append(run)
     workers, peaks = {}, {}
     for pid, mine in by_pid.items():
-        mine.sort(key=lambda r: r["timeline"]["started"])
-        first, last = mine[0]["timeline"], mine[-1]["timeline"]
+        mine.sort(key=lambda r: r.timeline["started"])
+        first, last = mine[0].timeline, mine[-1].timeline
         spawned = min(max(first.get("process_started") or started, started), first["started"])
         parts = dict.fromkeys(PARTS, 0.0)
         parts["start-up: process spawn"] = spawned - started
@@ -99,48 +97,30 @@ def split(runs: Sequence[dict[str, Any]], started: float, finished: float) -> Sp
             for part, seconds in run_parts(run).items():
                 parts[part] += seconds
         parts["between runs"] = sum(
-            b["timeline"]["started"] - a["timeline"]["finished"] for a, b in zip(mine, mine[1:], strict=False)
+            b.timeline["started"] - a.timeline["finished"] for a, b in zip(mine, mine[1:], strict=False)
         )
         parts["after training"] = finished - last["finished"]
         workers[pid] = parts
-        memory = [r.get("peak_gpu_memory_bytes") for r in mine if r.get("peak_gpu_memory_bytes") is not None]
+        memory = [r.peak_gpu_memory_bytes for r in mine if r.peak_gpu_memory_bytes is not None]
         peaks[pid] = max(memory) if memory else None
     return Split(workers, peaks)
 
 
-def session_runs(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs the session that wrote `document` trained (and recorded a timeline for)."""
-    started = document["session"].get("started")
-    return [
-        r
-        for r in document.get("runs", [])
-        if r.get("source") == "trained" and r.get("timeline") and r.get("session", started) == started
-    ]
-
-
-def report(document: dict[str, Any]) -> str:
-    """The split of the session in `document` (an evidence.json), as text."""
-    session = document["session"]
-    started = datetime.strptime(session["started"], ISO).timestamp()
-    finished = datetime.strptime(session["finished"], ISO).timestamp()
+def report(ev: report_evidence.Evidence) -> str:
+    """The split of the session that last wrote `ev`, as text."""
+    session = ev.session
+    started = datetime.strptime(session.started, ISO).timestamp()
+    finished = datetime.strptime(session.finished, ISO).timestamp()
     wall = finished - started
-    trained = session_runs(document)
-    lines = [
-        f"session {session['started']} to {session['finished']}: {wall:.0f} s wall, {session.get('workers')} workers"
-    ]
-    started_at = session["started"]
-    every = [
-        r
-        for r in document.get("runs", [])
-        if r.get("source") == "trained" and r.get("session", started_at) == started_at
-    ]
+    every = [r for r in ev.runs if r.source == "trained" and ev.is_newest(r)]
+    trained = [r for r in every if r.timeline]
+    lines = [f"session {session.started} to {session.finished}: {wall:.0f} s wall, {session.workers} workers"]
     lines.append(
-        f"{len(every)} runs trained in this session, {sum(r['wall_s'] for r in every):.0f} s of training summed "
+        f"{len(every)} runs trained in this session, {sum(r.wall_s for r in every):.0f} s of training summed "
         f"(each run's wall_s); {len(trained)} with phase records"
     )
-    for r in sorted(every, key=lambda r: -r["wall_s"]):
-        steps = r.get("steps_per_execution", 1)
-        lines.append(f"  {r['wall_s']:7.1f} s  {r['s_per_epoch']:6.2f} s/epoch  N={steps:<4} {r['label']}")
+    for r in sorted(every, key=lambda r: -r.wall_s):
+        lines.append(f"  {r.wall_s:7.1f} s  {r.s_per_epoch:6.2f} s/epoch  N={r.steps_per_execution:<4} {r.label}")
     if not trained:
         lines.append("no run of this session recorded its phases (trained before fixtures.training timed them)")
         return "\n".join(lines)
@@ -167,10 +147,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("evidence", nargs="?", help="evidence.json (default: where `python -m reports` looks)")
     args = parser.parse_args(argv)
     try:
-        path = report_evidence.resolve(Path(args.evidence) if args.evidence else None)
+        ev = report_evidence.load(Path(args.evidence) if args.evidence else None)
     except report_evidence.EvidenceError as e:
         parser.exit(2, f"{e}\n")
-    print(report(json.loads(Path(path).read_text(encoding="utf-8"))))
+    print(report(ev))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from fixtures.records import ClaimRecord
+
 ALPHA = 0.05
 RULE = (
     f"Welch's two-sample t-test (unequal variances), two-sided, α = {ALPHA}, on the claims' per-seed "
@@ -61,14 +63,14 @@ def welch(a: list[float] | None, b: list[float] | None) -> TwoSample:
     return TwoSample(len(xa), len(xb), float(result.statistic), float(result.pvalue))
 
 
-def headline_test(a: dict | None, b: dict | None) -> TwoSample:
+def headline_test(a: ClaimRecord | None, b: ClaimRecord | None) -> TwoSample:
     """Welch's test of two claims' headline values; n/a when either lacks one or they measure different things."""
-    ha, hb = ((a or {}).get("headline") or {}), ((b or {}).get("headline") or {})
-    va, vb = ha.get("values") or [], hb.get("values") or []
-    if not ha or not hb:
+    ha, hb = a.headline if a else None, b.headline if b else None
+    va, vb = ha.values if ha else [], hb.values if hb else []
+    if ha is None or hb is None:
         return TwoSample(len(va), len(vb), reason="no headline recorded")
-    if ha.get("name") != hb.get("name"):
-        return TwoSample(len(va), len(vb), reason=f"different quantities: {ha.get('name')} vs {hb.get('name')}")
+    if ha.name != hb.name:
+        return TwoSample(len(va), len(vb), reason=f"different quantities: {ha.name} vs {hb.name}")
     return welch(va, vb)
 
 

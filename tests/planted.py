@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from fixtures.claim import Ruling, Verdict
+from fixtures.records import Document
 from reports.evidence import Evidence
 
 REPO = Path(__file__).resolve().parent.parent
@@ -318,4 +319,6 @@ def write(root: Path, data: dict, arrays: dict[str, dict[str, np.ndarray]]) -> P
 
 
 def as_evidence(data: dict) -> Evidence:
-    return Evidence(Path("evidence.json"), data["session"], data["runs"], data["claims"])
+    """Planted evidence as `reports.evidence.load` gives it (its records, checked against the schema)."""
+    document = Document.parse(data)
+    return Evidence(Path("evidence.json"), document.session, document.runs, document.claims)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fixtures.evidence import write_evidence
+from fixtures.records import ClaimRecord, RunRecord, Session
 from reports import evidence as report_evidence
 from reports.__main__ import main
 from reports.evidence import EvidenceError, load
@@ -33,7 +34,16 @@ def session_write(
     used = {k for c in claims for k in c["runs"]}
     runs = [r for r in data["runs"] if ids is None or r["key"] in used]
     fresh = bool(changes.pop("fresh", False))
-    return write_evidence(directory, {**data["session"], **changes}, runs, claims, fresh=fresh)[1]
+    return write_evidence(directory, *records({**data["session"], **changes}, runs, claims), fresh=fresh)[1]
+
+
+def records(session: dict, runs: list[dict], claims: list[dict]) -> tuple[Session, list[RunRecord], list[ClaimRecord]]:
+    """A session's evidence as the records the recorder writes."""
+    return (
+        Session.from_dict(session, "session"),
+        [RunRecord.from_dict(r, r["label"]) for r in runs],
+        [ClaimRecord.from_dict(c, c["id"]) for c in claims],
+    )
 
 
 def test_a_partial_session_keeps_the_other_claims_runs_and_arrays(tmp_path: Path) -> None:
@@ -44,17 +54,17 @@ def test_a_partial_session_keeps_the_other_claims_runs_and_arrays(tmp_path: Path
     improved["summary"] = "re-run"
     assert session_write(tmp_path, later, arrays, {"improved-99"}, started=LATER) is None
     ev = load(tmp_path)
-    assert ev.newest == LATER and ev.session["afresh"] is None
-    assert [c["id"] for c in ev.claims if not ev.is_older(c)] == ["improved-99"]
-    assert sorted(c["id"] for c in ev.claims) == sorted(c["id"] for c in data["claims"])
-    assert ev.claim("improved-99")["summary"] == "re-run"
-    kept = ev.claim("ambiguities-rare")
-    assert kept["taken"]["session"] == data["session"]["started"] and kept["taken"]["profile"] == "notebook"
-    assert kept["taken"]["versions"]["tensorflow"] == "2.21.0" and kept["taken"]["data"] == "ab" * 32
+    assert ev.newest == LATER and ev.session.afresh is None
+    assert [c.id for c in ev.claims if not ev.is_older(c)] == ["improved-99"]
+    assert sorted(c.id for c in ev.claims) == sorted(c["id"] for c in data["claims"])
+    assert ev.claim("improved-99").summary == "re-run"
+    kept = ev.claim("ambiguities-rare").taken
+    assert kept.session == data["session"]["started"] and kept.profile == "notebook"
+    assert kept.versions["tensorflow"] == "2.21.0" and kept.data == "ab" * 32
     assert ev.arrays("ambiguities-rare") is not None and ev.arrays("pooling-maps") is not None
     assert len(ev.runs) == len(data["runs"])
-    assert {r["session"] for r in ev.runs if r["model"] == "improved_cnn"} == {LATER}
-    assert {r["session"] for r in ev.runs if r["model"] != "improved_cnn"} == {data["session"]["started"]}
+    assert {r.session for r in ev.runs if r.model == "improved_cnn"} == {LATER}
+    assert {r.session for r in ev.runs if r.model != "improved_cnn"} == {data["session"]["started"]}
 
 
 @pytest.mark.parametrize(
@@ -83,8 +93,8 @@ def test_another_profile_or_environment_starts_afresh(tmp_path: Path, changes: d
     session_write(tmp_path, data, arrays)
     assert session_write(tmp_path, data, arrays, {"improved-99"}, started=LATER, **changes) == reason
     ev = load(tmp_path)
-    assert [c["id"] for c in ev.claims] == ["improved-99"] and ev.session["afresh"] == reason
-    assert {r["model"] for r in ev.runs} == {"improved_cnn"}
+    assert [c.id for c in ev.claims] == ["improved-99"] and ev.session.afresh == reason
+    assert {r.model for r in ev.runs} == {"improved_cnn"}
     assert not list(tmp_path.glob("arrays/*.npz"))  # the dropped claims' arrays go with them
 
 
@@ -93,12 +103,15 @@ def test_a_session_that_loaded_no_data_joins_the_evidence_and_keeps_its_environm
     session_write(tmp_path, data, arrays)
     arch_only = {k: v for k, v in data["session"].items() if k != "data"}
     path, afresh = write_evidence(
-        tmp_path, {**arch_only, "started": LATER}, [], [c for c in data["claims"] if c["id"] == "arch-dense-bottleneck"]
+        tmp_path,
+        *records(
+            {**arch_only, "started": LATER}, [], [c for c in data["claims"] if c["id"] == "arch-dense-bottleneck"]
+        ),
     )
     ev = load(path)
     assert afresh is None and len(ev.claims) == len(data["claims"])
-    assert ev.session["data"]["fingerprint"] == "ab" * 32  # so the next session is still checked against it
-    assert ev.claim("arch-dense-bottleneck")["taken"]["data"] is None
+    assert ev.session.data["fingerprint"] == "ab" * 32  # so the next session is still checked against it
+    assert ev.claim("arch-dense-bottleneck").taken.data is None
 
 
 def test_unreadable_or_unstamped_earlier_evidence(tmp_path: Path) -> None:
@@ -109,7 +122,7 @@ def test_unreadable_or_unstamped_earlier_evidence(tmp_path: Path) -> None:
     (tmp_path / "evidence.json").write_text(json.dumps(old))
     assert session_write(tmp_path, data, arrays, {"improved-99"}, started=LATER) is None
     ev = load(tmp_path)
-    assert ev.claim("pooling-maps")["taken"]["session"] == data["session"]["started"] and ev.is_older(
+    assert ev.claim("pooling-maps").taken.session == data["session"]["started"] and ev.is_older(
         ev.claim("pooling-maps")
     )
 
@@ -170,10 +183,10 @@ def test_reports_finds_the_newer_default_evidence_or_says_where_it_looked(
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({**data, "session": {**data["session"], "started": f"session {i}"}}))
     os.utime(defaults[0], (1, 1))
-    assert load().session["started"] == "session 1"
+    assert load().session.started == "session 1"
     assert main(["--out", str(tmp_path / "out")]) == 0 and f"evidence: {defaults[1]}" in capsys.readouterr().err
     os.utime(defaults[1], (0, 0))
-    assert load().session["started"] == "session 0"
+    assert load().session.started == "session 0"
 
 
 # --- through pytest, with the repo's conftest ----------------------------------------------

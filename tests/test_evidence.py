@@ -11,6 +11,7 @@ import pytest
 
 from fixtures.claim import Ruling, Verdict, sequential
 from fixtures.evidence import merge_runs
+from fixtures.records import RunRecord
 from fixtures.stats import ALPHA, one_sided, sequential_plan
 from tests.planted import claims_project
 
@@ -88,9 +89,9 @@ def test_claim_id_selects_with_k(suite):
 
 
 def test_merge_runs_keeps_one_entry_per_key_preferring_trained():
-    run = {"key": "k", "model": "m", "batch_size": 64, "epochs": 1, "seed": 0}
-    merged = merge_runs([{**run, "source": "cached"}, {**run, "source": "trained"}, {**run, "source": "cached"}])
-    assert [r["source"] for r in merged] == ["trained"]
+    run = {"key": "k", "label": "m", "model": "m", "batch_size": 64, "epochs": 1, "seed": 0}
+    runs = [RunRecord.from_dict({**run, "source": source}, "run") for source in ("cached", "trained", "cached")]
+    assert [r.source for r in merge_runs(runs)] == ["trained"]
 
 
 def test_verdict_of_a_fact():

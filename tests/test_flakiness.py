@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.records import ClaimRecord
 from reports import flakiness
 from tests.planted import claims_project
 
@@ -64,7 +65,7 @@ def test_alternating_claim_fails_naming_it_and_its_numbers(project, capsys, tmp_
 
 
 def test_claim_missing_from_a_rerun_counts_as_a_difference():
-    holds = {"t::a": {"id": "a", "verdict": "holds", "summary": "3.0"}}
+    holds = {"t::a": ClaimRecord("a", verdict="holds", summary="3.0")}
     assert flakiness.differences([holds, holds]) == []
     report = flakiness.differences([holds, {}])
     assert report == [

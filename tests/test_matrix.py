@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from fixtures.records import ClaimRecord, Headline
 from reports import matrix
 from reports.__main__ import main
 from reports.twosample import ALPHA, headline_test, welch
@@ -49,15 +50,15 @@ def test_welch_needs_two_finite_values_a_side() -> None:
 
 
 def test_headline_test_compares_like_with_like() -> None:
-    def claim(name: str, values: list[float]) -> dict:
-        return {"headline": {"name": name, "values": values, "higher_is_better": True, "text": ""}}
+    def claim(name: str, values: list[float]) -> ClaimRecord:
+        return ClaimRecord("c", headline=Headline(name, values, True, ""))
 
     assert headline_test(claim("gap", [1.0, 1.1, 0.9]), claim("gap", [2.0, 2.1, 1.9])).significant
     assert (
         headline_test(claim("gap", [1.0, 1.1]), claim("ratio", [1.0, 1.1])).text()
         == "n/a (different quantities: gap vs ratio)"
     )
-    assert headline_test({}, claim("gap", [1.0, 1.1])).text() == "n/a (no headline recorded)"
+    assert headline_test(ClaimRecord("c"), claim("gap", [1.0, 1.1])).text() == "n/a (no headline recorded)"
     assert headline_test(None, None).text() == "n/a (no headline recorded)"
 
 

@@ -293,6 +293,7 @@ def test_reported_against_measured() -> None:
 
 
 def test_the_class_row_shows_what_the_extraction_found(tmp_path: Path) -> None:
+    from fixtures.records import ClaimRecord, Session
     from reports.evidence import Evidence
     from reports.grading.table import notebook_notes
 
@@ -305,8 +306,9 @@ def test_the_class_row_shows_what_the_extraction_found(tmp_path: Path) -> None:
         "reported": {"value": 0.9937, "cell": 6, "text": "Test accuracy: 0.9937"},
     }
     against = notebooks.compare_reported(0.9937, [0.9812, 0.9766, 0.9825], 10_000)
-    claims = [{"id": "improved-99", "measured": {"reported": against}}]
-    lines = notebook_notes(Evidence(tmp_path / "evidence.json", {"submissions": {"improved_cnn": record}}, [], claims))
+    claims = [ClaimRecord("improved-99", measured={"reported": against})]
+    session = Session(submissions={"improved_cnn": record})
+    lines = notebook_notes(Evidence(tmp_path / "evidence.json", session, [], claims))
     assert lines[0] == (
         "notebook: model from cell 4 (the last model fitted (cell 5) that is not ...); extracted in 7.9 s, "
         "network none (unshare -rn)"

@@ -10,6 +10,7 @@ import pytest
 
 from claims.test_training import FACTOR_5_OR_SO, MUCH_SLOWER
 from fixtures import stats
+from fixtures.records import ClaimRecord, Detectable
 from reports import build, figures
 from tests.planted import as_evidence, make_evidence
 
@@ -74,9 +75,7 @@ def test_instability_figure_counts_the_seeds_the_rule_counts(tmp_path: Path) -> 
 
 
 def test_a_count_test_s_detectable_text_claims_no_power() -> None:
-    text = build.detectable(
-        {"seeds": [0, 1, 2], "detectable": {"effect": 1.0, "seeds_needed": 5, "observed": 0.67, "power": None}}
-    )
+    text = build.detectable(ClaimRecord("c", seeds=[0, 1, 2], detectable=Detectable(1.0, 5, 0.67, power=None)))
     assert text.startswith("At 3 seeds the smallest difference in rates that decides is 1") and "power" not in text
     rows = build.stat_rows(
         {

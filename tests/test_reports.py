@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.records import ClaimRecord, Look
 from reports import build, regression
 from reports.__main__ import main
 from reports.build import SECTIONS
@@ -232,10 +233,12 @@ def test_regression_finds_exactly_the_planted_changes() -> None:
 
 
 def test_looks_count_seeds_or_rounds_even_in_evidence_that_did_not_record_which() -> None:
-    timing_look = {"n": 5, "mean": 3.3, "ci_low": 2.7, "ci_high": 4.0, "statistic": 10.3, "p": 0.0005}
-    assert build.looks_unit({"looks": [timing_look]}) == "rounds"
-    assert build.looks_unit({"looks": [{"n": 3, "statistic": 4.2, "p": 0.026}]}) == "seeds"
-    assert build.looks_unit({"looks": [timing_look], "looks_unit": "seeds"}) == "seeds"  # recorded: it decides
+    timing_look = Look(5, 10.3, 0.0005, 0.05, "holds", mean=3.3, ci_low=2.7, ci_high=4.0)
+    assert build.looks_unit(ClaimRecord("c", looks=[timing_look])) == "rounds"
+    assert build.looks_unit(ClaimRecord("c", looks=[Look(3, 4.2, 0.026, 0.05, "holds")])) == "seeds"
+    assert (
+        build.looks_unit(ClaimRecord("c", looks=[timing_look], looks_unit="seeds")) == "seeds"
+    )  # recorded: it decides
 
 
 def test_count_tests_record_no_interval_and_the_statistics_rule_says_they_are_not_compared() -> None:

@@ -18,6 +18,7 @@ from datetime import datetime
 import pytest
 
 from fixtures import backend, timing
+from fixtures.records import SCHEMA, RunRecord
 from fixtures.runspec import RunSpec
 from reports import timing_split
 from tests.test_backend import INSTALLED, last_json, python
@@ -150,7 +151,7 @@ def test_timing_split_adds_up_to_each_worker_s_wall_time(tmp_path):
     start = min(r["timeline"]["process_started"] for r in runs) - 1.0
     end = max(r["timeline"]["finished"] for r in runs) + 2.0
     other = {**runs[1], "timeline": {**runs[1]["timeline"], "pid": -1}}
-    split = timing_split.split([runs[0], other], start, end)
+    split = timing_split.split([RunRecord.from_dict(r, r["label"]) for r in (runs[0], other)], start, end)
     assert set(split.workers) == {runs[0]["timeline"]["pid"], -1}
     for parts in split.workers.values():
         assert statistics.fsum(parts.values()) == pytest.approx(end - start, abs=1e-6)
@@ -173,7 +174,7 @@ def test_timing_split_reads_an_evidence_file(tmp_path, capsys):
     earlier = {**run, "source": "trained", "session": iso(started - 86400), "label": "from yesterday"}
     path = tmp_path / "evidence.json"
     runs = [{**run, "source": "trained", "session": session["started"]}, earlier]
-    path.write_text(json.dumps({"session": session, "runs": runs, "claims": []}))
+    path.write_text(json.dumps({"schema": SCHEMA, "session": session, "runs": runs, "claims": []}))
     timing_split.main([str(path)])
     text = capsys.readouterr().out
     assert "start-up" in text and "after training" in text and "1 runs trained in this session" in text

@@ -68,7 +68,7 @@ class ClassPlan:
     def ordered(self, claims: list[ClaimInfo]) -> list[ClaimInfo]:
         """In the notebook's order: by report section (architecture, training, ..., analysis), then as collected."""
         index = {c.id: i for i, c in enumerate(self.claims)}
-        return sorted(claims, key=lambda c: (SECTION_ORDER.index(section_of(c.__dict__)), index[c.id]))
+        return sorted(claims, key=lambda c: (SECTION_ORDER.index(section_of(c)), index[c.id]))
 
     def of_student(self, model: str) -> list[ClaimInfo]:
         """The claims that use the replaced model, in reading order (the improved CNN's own come first)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fixtures.profiles import PROFILES
+from fixtures.records import Headline
 from reports.evidence import Evidence, EvidenceError, display_verdict, load
 from reports.grading.claims import ClaimInfo
 from reports.grading.feedback import FEEDBACK_FILE
@@ -105,11 +106,11 @@ def cell_of(claim: ClaimInfo, evidence: Evidence | None, junit: dict, source: st
     """The cell of `claim` from the session's evidence, else from its JUnit report."""
     record = evidence.claim(claim.id) if evidence else None
     if record is not None:
-        headline = record.get("headline") or {}
+        headline = record.headline or Headline()
         verdict = display_verdict(record)
-        values = tuple(float(v) for v in headline.get("values") or ())
-        common = {"headline": headline_text(record), "name": headline.get("name", ""), "values": values}
-        profile = evidence.taken(record).get("profile") or "notebook"
+        values = tuple(float(v) for v in headline.values)
+        common = {"headline": headline_text(record), "name": headline.name, "values": values}
+        profile = evidence.taken(record).profile or "notebook"
         if profile in PROFILES and not PROFILES[profile].is_evidence:
             return Cell("not evidence", reason=f"{profile} profile: not evidence (its rule gave {verdict})", **common)
         return Cell(verdict, **common)
@@ -148,7 +149,7 @@ def notebook_notes(evidence: Evidence) -> list[str]:
     """The lines a notebook submission adds to its row: the model chosen and why, the student's own fit (not used),
     errors in later cells, the extraction time, and the reported accuracy against improved-99's measured one."""
     lines = []
-    for record in (evidence.session.get("submissions") or {}).values():
+    for record in (evidence.session.submissions or {}).values():
         chosen = record.get("chosen")
         if not chosen:
             continue
@@ -164,7 +165,7 @@ def notebook_notes(evidence: Evidence) -> list[str]:
         if reported:
             lines.append(f"reported test accuracy {reported['value']:.4f} (cell {reported['cell']})")
     claim = evidence.claim("improved-99")
-    against = ((claim or {}).get("measured") or {}).get("reported")
+    against = claim.measured.get("reported") if claim else None
     if against:
         lines.append(f"improved-99: {against['text']}")
     return lines
