@@ -7,9 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from fixtures.records import SCHEMA, Document, differences
 from reports import history, matrix
 from reports.build import build
-from reports.evidence import EvidenceError, load
+from reports.evidence import Evidence, EvidenceError, load
 from reports.regression import compare
 
 
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         help="exit 1 when any verdict differs from the baseline, within noise or not",
     )
     parser.add_argument(
+        "--fail-on-any-value-change",
+        action="store_true",
+        help="exit 1 when any recorded value differs from the baseline, when and how fast it was taken aside "
+        "(fixtures.records.differences): a refactor's check that it changed no result",
+    )
+    parser.add_argument(
         "--matrix",
         nargs="+",
         metavar="[LABEL=]EVIDENCE",
@@ -51,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.history and (args.matrix or args.baseline or args.evidence):
         parser.error("--history reads its folder only; it has no --matrix, --evidence or --baseline")
-    if (args.fail_on_change or args.fail_on_any_change) and not args.baseline:
-        parser.error("--fail-on-change and --fail-on-any-change need --baseline")
+    if (args.fail_on_change or args.fail_on_any_change or args.fail_on_any_value_change) and not args.baseline:
+        parser.error("--fail-on-change, --fail-on-any-change and --fail-on-any-value-change need --baseline")
     if args.matrix and (args.baseline or args.evidence):
         parser.error("--matrix takes its evidence files as arguments; it has no --evidence or --baseline")
     try:
@@ -79,8 +86,16 @@ def main(argv: list[str] | None = None) -> int:
             kind = "significant" if v.significant else "within noise"
             print(f"verdict changed ({kind}): {v.claim_id}: {v.before} -> {v.after} [{v.test.text()}]", file=sys.stderr)
         failing = changes.verdicts if args.fail_on_any_change else changes.significant if args.fail_on_change else []
-        return 1 if failing else 0
+        values = differences(document(baseline), document(evidence)) if args.fail_on_any_value_change else []
+        for line in values:
+            print(f"value changed: {line}", file=sys.stderr)
+        return 1 if failing or values else 0
     return 0
+
+
+def document(evidence: Evidence) -> Document:
+    """The records `evidence` was loaded from, as `differences` compares them."""
+    return Document(SCHEMA, evidence.session, evidence.runs, evidence.claims)
 
 
 if __name__ == "__main__":

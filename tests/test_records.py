@@ -105,3 +105,20 @@ def test_the_records_import_neither_keras_nor_tensorflow_nor_numpy() -> None:
     code = "import sys, fixtures.records; print(sorted({'keras', 'tensorflow', 'numpy', 'pytest'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_report_command_fails_on_any_changed_value_against_a_baseline(raw: dict, tmp_path: Path, capsys) -> None:
+    """`python -m reports --baseline B --fail-on-any-value-change`, the check a refactor runs on a warm session."""
+    from reports.__main__ import main
+
+    args = ["--evidence", str(MAIN), "--baseline", str(MAIN), "--out", str(tmp_path / "same")]
+    assert main([*args, "--fail-on-any-value-change"]) == 0
+    changed = copy.deepcopy(raw)
+    claim = next(c for c in changed["claims"] if c["id"] == "improved-99")
+    claim["headline"]["values"][0] += 1e-4
+    (tmp_path / "changed").mkdir()
+    (tmp_path / "changed" / "evidence.json").write_text(json.dumps(changed))
+    args = ["--evidence", str(tmp_path / "changed"), "--baseline", str(MAIN), "--out", str(tmp_path / "report")]
+    assert main(args) == 0  # a verdict-only comparison: the same verdicts
+    assert main([*args, "--fail-on-any-value-change"]) == 1
+    assert "value changed: claims[improved-99].headline.values[0]: 0.99250000" in capsys.readouterr().err
