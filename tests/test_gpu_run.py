@@ -192,6 +192,6 @@ def test_the_committed_baseline_was_recorded_under_todays_rules():
         statements |= {" ".join((f.__doc__ or "").split()) for f in rules if f.__module__ == module.__name__}
     baseline = script("gpu_run").BASELINE
     columns = matrix.columns([str(baseline), str(baseline)])
-    stale = [c["id"] for c in columns[0].evidence.claims if c["rule"] not in statements]
+    stale = [c.id for c in columns[0].evidence.claims if c.rule not in statements]
     assert not stale, f"{baseline.name} was decided by rules claims/ no longer has: {stale}"
     assert len(columns[0].evidence.claims) >= 20 and not any(row.differs for row in matrix.rows(columns))
