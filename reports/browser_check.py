@@ -54,7 +54,7 @@ def check(report_dir: Path, screenshot: Path, page_name: str = "index.html") -> 
                 "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))"
             )
             problems += [f"image did not load: {src}" for src in broken]
-            problems += fits_the_window(page)
+            problems += page.evaluate(FITS_THE_WINDOW)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
@@ -62,7 +62,7 @@ def check(report_dir: Path, screenshot: Path, page_name: str = "index.html") -> 
     return problems
 
 
-FIT = """() => {
+FITS_THE_WINDOW = """() => {
   const problems = [];
   if (document.documentElement.scrollWidth > innerWidth)
     problems.push(`the page is ${document.documentElement.scrollWidth} px wide in a ${innerWidth}-px window`);
@@ -77,11 +77,6 @@ FIT = """() => {
 }"""
 """In the window's width: the page does not overflow it, and a table wider than its box keeps its first column (the
 student's name) in view when scrolled to its end."""
-
-
-def fits_the_window(page) -> list[str]:
-    """FIT's problems on the loaded playwright `page`."""
-    return page.evaluate(FIT)
 
 
 def main(argv: list[str] | None = None) -> int:
