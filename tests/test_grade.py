@@ -649,17 +649,8 @@ def test_a_class_with_a_builder_that_never_returns_and_one_that_eats_memory(tmp_
     needs_mnist()
     class_dir = make_class(tmp_path / "class", "hang", "hog")
     out = tmp_path / "out"
-    args = [  # 45 s: a good submission's validation, its pricing included, takes 15-25 s on 2 busy cores
-        str(class_dir),
-        "--out",
-        str(out),
-        "-j",
-        "2",
-        "--validate-timeout",
-        "45",
-        "--student-memory",
-        "3G",
-    ]
+    # 45 s to validate: a good submission's validation, its pricing included, takes 15-25 s on 2 busy cores
+    args = [str(class_dir), "--out", str(out), "-j", "2", "--validate-timeout", "45", "--student-memory", "3G"]
     claims = "improved-99 or pooling-maps or deeper-layer-shape or arch-basic-param-counts"
     code = grade.main([*args, "--", "-k", claims, *SMOKE, "--claims-cache", str(tmp_path / "cache")])
     printed = capsys.readouterr().out
