@@ -1,12 +1,14 @@
 """`python -m reports.grade SUBMISSIONS --out DIR -- [pytest options]`: check a whole class of students' models.
 
 The submissions as the instructor downloaded them (a plain folder, nbgrader's, Canvas's or GitHub Classroom's, or
-a zip of one: reports/grading/folder.py); other files are ignored. The claims
-about the notebook's own models run once, in the notebook's session, which also trains the baseline runs
-the students' claims compare against (shared through the runs cache) and gives the reference row. Then
-each student, K at a time (`-j`): the submission is validated in a child process, and the claims that use
-the replaced model run in a pytest session of the student's own, each under a wall-time and a memory limit
-that end only that student's session. Writes DIR/class.html (with figures), DIR/class.md, DIR/class.csv.
+a zip of one: reports/grading/folder.py); other files are ignored. First every
+submission is validated in a child process, K at a time (`-j`), which also times a few training steps of its model
+against the notebook's to price its session, so that the class's first ETA is priced per student. The claims about
+the notebook's own models then run once, in the notebook's session, which also trains the baseline runs the
+students' claims compare against (shared through the runs cache) and gives the reference row. Then each valid
+student, K at a time: the claims that use the replaced model run in a pytest session of the student's own, each
+under a wall-time and a memory limit that end only that student's session. Writes DIR/class.html (with figures),
+DIR/class.md, DIR/class.csv.
 
 `--shard I/N` grades the I-th of N slices of the folder (one job of a CI matrix or a Slurm array);
 `python -m reports.grade --merge DIR... --out DIR` builds one class page from the slices' outputs.
@@ -18,32 +20,47 @@ import argparse
 import concurrent.futures
 import contextlib
 import json
-import math
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from fixtures.backend import cpu_cores
+from fixtures.backend import cpu_cores, thread_environment, threads_for
 from reports.grading import feedback, page
 from reports.grading.claims import ClassPlan, collect
 from reports.grading.folder import LAYOUTS, FolderError, Student, find_students, parse_shard, shard, unpack
 from reports.grading.limits import Limits, parse_size, size_text
-from reports.grading.sessions import REPO, RESULT_FILE, VALIDATE_S, Result, child_env, describe, run_session, validate
-from reports.grading.status import ClassStatus
+from reports.grading.sessions import (
+    REPO,
+    RESULT_FILE,
+    VALIDATE_S,
+    Result,
+    child_env,
+    describe,
+    read_price,
+    run_session,
+    validate,
+)
+from reports.grading.status import ClassStatus, schedule_s
 from reports.grading.table import ClassTable, read_row
 
 PLAN_FILE = "class-plan.json"
 GRADING_FILE = "grading.json"
 OWN_OPTIONS = ("--model", "--claims-evidence", "--junitxml", "--junit-xml")
-SESSION_OVERHEAD_S = 60.0
-"""A session's time besides training (start-up, data, the claims' own measurements), for the ETA."""
+SESSION_OVERHEAD_S = 20.0
+"""A student's session's time besides training and loading the submission (start-up, data, the claims' own
+measurements), for the ETA: 17-18 s measured for each of three students whose runs were all cached (2 sessions at
+once on 2 cores, 3 seeds, 2026-12-03). The validation measures the loading (a notebook's extraction) per student."""
+NOTEBOOK_OVERHEAD_S = 60.0
+"""The same for the notebook's session, which also times its models' steps (cnn-vs-mlp-time): 53 s measured with
+its runs cached, on the same class."""
 TIMEOUT_BASE_S = 600.0
 TIMEOUT_FACTOR = 4.0
 """Default wall-time limit of a student's session: TIMEOUT_BASE_S plus this many times its planned training
@@ -82,17 +99,78 @@ def session_threads(pytest_args: list[str], jobs: int, workers: int, cores: int)
     return ["--backend-threads", str(max(1, cores // (jobs * max(1, workers))))]
 
 
-def expected_session_s(training_s: float, workers: int) -> float:
+def expected_session_s(training_s: float, workers: int, overhead_s: float = SESSION_OVERHEAD_S) -> float:
     """A session's expected wall time by the cost model: its training over its workers, plus the overhead."""
-    return SESSION_OVERHEAD_S + training_s / max(1, workers)
+    return overhead_s + training_s / max(1, workers)
+
+
+def step_ratio(price: dict, batch_size: int) -> float:
+    """The student's training step's wall time over the notebook model's at `batch_size`, as the validation timed
+    them in turn (`fixtures.submissions.step_seconds`)."""
+    step_s = price["step_s"][str(batch_size)]
+    return step_s["student"] / step_s["notebook"]
+
+
+def student_training_s(price: dict | None, runs: list[dict]) -> float:
+    """Expected training seconds of a student's session: each of the replaced model's `runs` the cache does not hold
+    for this student, at the notebook's model's cost for it (the session plan's, from the cache's epoch times) times
+    the student's step over the notebook model's (`step_ratio`). Without a price, every run at the notebook's cost."""
+    if price is None:
+        return sum(r["cost_s"] for r in runs)
+    return sum(
+        r["cost_s"] * step_ratio(price, r["spec"]["batch_size"])
+        for r, cached in zip(runs, price["cached"], strict=True)
+        if not cached
+    )
+
+
+def price_text(price: dict | None, runs: list[dict], model_name: str, session_s: float) -> str:
+    """What one student's session is priced at, in one line."""
+    if price is None:
+        why = "its steps could not be timed: see validate.log"
+        return f"priced as the notebook's {model_name} ({why}): session ~{session_s / 60:.1f} min"
+    ratios = ", ".join(f"{step_ratio(price, int(b)):.2f}" for b in price["step_s"]) or "-"
+    return (
+        f"step {ratios} x the notebook's {model_name}, {sum(price['cached'])} of {len(runs)} runs cached: "
+        f"session ~{session_s / 60:.1f} min"
+    )
+
+
+def first_eta(notebook_s: float, sessions_s: list[float], jobs: int, validated_s: float) -> str:
+    """The ETA line printed once every submission is validated and priced: the notebook's session, then the
+    students' priced sessions handed to `jobs` slots in order (`schedule_s`)."""
+    eta = notebook_s + schedule_s(sessions_s, jobs)
+    return (
+        f"ETA {eta / 60:.1f} min by the cost model, after {validated_s:.0f} s validating: the notebook's session "
+        f"~{notebook_s / 60:.1f} min, then {len(sessions_s)} students' sessions, {jobs} at once, each priced from its "
+        "model's timed training steps"
+    )
+
+
+def validation_env(session_args: list[str], workers: int, cores: int) -> dict[str, str]:
+    """The validation child's environment: the children's, with the backend threads each xdist worker of the
+    student's session gets (its `--backend-threads`, else "auto"), so that the timed steps cost what a session's do."""
+    option = "auto"
+    for i, arg in enumerate(session_args):
+        if arg == "--backend-threads" and i + 1 < len(session_args):
+            option = session_args[i + 1]
+        elif arg.startswith("--backend-threads="):
+            option = arg.partition("=")[2]
+    env = child_env()
+    threads = threads_for(option, workers, cores)
+    if threads:
+        env |= thread_environment(env.get("KERAS_BACKEND", "tensorflow"), threads, env)
+    return env
 
 
 @dataclass
 class StudentSessions:
-    """What every student's grading shares: the claims to run, the session options, the limits, the display;
-    `graded`: the students whose grading ended (a stopped session included), each with its saved Result.
-    Counts the gradings under way itself: an interrupt can land while the pool starts a thread, which the
-    pool's own join then misses."""
+    """What every student's grading shares: the claims to run, the session options, the limits, the display, and
+    what each validation prices its session against (`runs`: the replaced model's declared runs; `price`: the request
+    to the validation child, None for no price; `env`: its environment). `graded`: the students whose grading ended
+    (a broken submission or a stopped session included), each with its saved Result; `expected`: the priced session
+    seconds of each student whose validation passed. Counts the gradings under way itself: an interrupt can land
+    while the pool starts a thread, which the pool's own join then misses."""
 
     nodeids: list[str]
     session_args: list[str]
@@ -101,53 +179,95 @@ class StudentSessions:
     validate_s: float
     status: ClassStatus
     stop: threading.Event
+    runs: list[dict] = field(default_factory=list)
+    price: dict | None = None
+    env: dict[str, str] | None = None
+    workers: int = 0
     graded: dict[str, Result] = field(default_factory=dict)
+    expected: dict[str, float] = field(default_factory=dict)
     _under_way: int = 0
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
+    def check(self, student: Student, directory: Path) -> bool | None:
+        """Validate one submission and price its session (`expected`), under the memory limit and `validate_s` of
+        wall time; a broken one's row is saved. Whether it passed; None, untouched, once the grading is stopped."""
+        return self._guarded(self._check, student, directory)
+
     def grade(self, student: Student, directory: Path) -> Result | None:
-        """Validate one submission (the memory limit, `validate_s` of wall time), then run its session under the
-        limits; save and return what became of it. None, untouched, once the grading is stopped."""
+        """Run a validated submission's session under the limits; save and return what became of it. None,
+        untouched, once the grading is stopped."""
+        return self._guarded(self._grade, student, directory)
+
+    def wait_ended(self) -> None:
+        """Block until every check or grading begun has ended (call after setting `stop`)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._under_way == 0)
+
+    def _guarded(self, work: Callable[[Student, Path], Any], student: Student, directory: Path) -> Any:
         with self._changed:
             if self.stop.is_set():
                 return None
             self._under_way += 1
         try:
-            return self._grade(student, directory)
+            return work(student, directory)
         finally:
             with self._changed:
                 self._under_way -= 1
                 self._changed.notify_all()
 
-    def wait_ended(self) -> None:
-        """Block until every grading begun has saved its row (call after setting `stop`)."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._under_way == 0)
+    def _poll(self, name: str) -> Callable[[float, int], None]:
+        return lambda elapsed, rss: self.status.poll(name, elapsed, rss)
+
+    def _check(self, student: Student, directory: Path) -> bool:
+        limits = Limits(self.validate_s, self.limits.memory_bytes)
+        self.status.begin(student.name, "validating", limits)
+        problem = validate(
+            student, directory, limits, price=self.price, env=self.env, stop=self.stop, on_poll=self._poll(student.name)
+        )
+        if not problem and not self.nodeids:
+            problem = f"no selected claim uses {self.model_name}"
+        if problem:
+            result = Result(student.name, student.path.name, str(student.path), problem=problem)
+            result.save(directory)
+            self.graded[student.name] = result
+            self.status.end(student.name, f"not run: {problem}")
+            return False
+        price = read_price(directory) if self.price is not None else None
+        session_s = expected_session_s(student_training_s(price, self.runs), self.workers)
+        session_s += price["load_s"] if price else 0.0
+        self.expected[student.name] = session_s
+        self.status.checked(student.name, price_text(price, self.runs, self.model_name, session_s))
+        return True
 
     def _grade(self, student: Student, directory: Path) -> Result:
         result = Result(student.name, student.path.name, str(student.path))
-
-        def poll(elapsed: float, rss: int) -> None:
-            self.status.poll(student.name, elapsed, rss)
-
-        limits = Limits(self.validate_s, self.limits.memory_bytes)
-        self.status.begin(student.name, "validating", limits)
-        result.problem = validate(student, directory, limits, stop=self.stop, on_poll=poll)
-        if not result.problem and not self.nodeids:
-            result.problem = f"no selected claim uses {self.model_name}"
-        if result.problem:
-            self.status.end(student.name, f"not run: {result.problem}")
-        else:
-            self.status.begin(student.name, "claims", self.limits, directory / "pytest.log")
-            source = f"{self.model_name}={student.source}"
-            run_session(
-                result, self.nodeids, directory, self.session_args, self.limits, model=source, stop=self.stop,
-                on_poll=poll,
-            )  # fmt: skip
-            self.status.end(student.name, describe(result), result.wall_s)
+        self.status.begin(student.name, "claims", self.limits, directory / "pytest.log")
+        source = f"{self.model_name}={student.source}"
+        run_session(
+            result, self.nodeids, directory, self.session_args, self.limits, model=source, stop=self.stop,
+            on_poll=self._poll(student.name),
+        )  # fmt: skip
+        self.status.end(student.name, describe(result), result.wall_s)
         result.save(directory)
         self.graded[student.name] = result
         return result
+
+
+def each(
+    jobs: int, work: Callable[[Student, Path], object], students: list[Student], out: Path, sessions: StudentSessions
+) -> None:
+    """`work(student, its directory)` for every student, `jobs` at a time; on Ctrl-C the running ones stop, none
+    begins, and this waits until every one begun has saved its row."""
+    with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="student") as pool:
+        try:
+            futures = [pool.submit(work, s, out / "students" / s.name) for s in students]
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+        except KeyboardInterrupt:
+            sessions.stop.set()  # their children end now; a check or grading not yet begun never begins
+            pool.shutdown(wait=False, cancel_futures=True)
+            sessions.wait_ended()
+            raise
 
 
 def run_notebook(
@@ -385,39 +505,39 @@ def main(argv: list[str] | None = None) -> int:
     grading = {"model_name": args.model_name, "pytest_args": args.pytest_args, "limits": limits_text, "students": names}
     (out / GRADING_FILE).write_text(json.dumps(grading, indent=1))
     nodeids = [c.nodeid for c in plan.of_student(args.model_name)]
-    student_s = expected_session_s(training_s, plan.workers)
-    notebook_s = expected_session_s(plan.baseline_cost_s(), plan.workers)
-    eta = notebook_s + math.ceil(len(students) / jobs) * student_s
+    notebook_s = expected_session_s(plan.baseline_cost_s(), plan.workers, NOTEBOOK_OVERHEAD_S)
     print(
         f"{len(students)} students, {jobs} at once on {cores} cores{f' and {gpus} GPUs' if gpus else ''}; "
         f"{len(nodeids)} claim(s) per student, {len(plan.claims) - len(nodeids)} about the notebook's models only; "
-        f"limits per student: {limits_text}"
-    )
-    print(
-        f"ETA {eta / 60:.0f} min by the cost model: the notebook's session ~{notebook_s / 60:.0f} min, then each "
-        f"student's ~{student_s / 60:.0f} min ({training_s / 60:.0f} min of training)",
+        f"limits per student: {limits_text}",
         flush=True,
     )
 
     stop = threading.Event()
-    status = ClassStatus(len(students), jobs, student_s, sys.stdout, notebook_s)
+    status = ClassStatus(len(students), jobs, sys.stdout)
     session_args = [*args.pytest_args, *session_threads(args.pytest_args, jobs, plan.workers, cores)]
-    sessions = StudentSessions(nodeids, session_args, args.model_name, limits, validate_s, status, stop)
+    runs = plan.runs_of(args.model_name)
+    request = {
+        "model": args.model_name,
+        "runs": [r["spec"] for r in runs],
+        "cache": plan.cache,
+        "steps_per_execution": plan.steps_per_execution,
+    }
+    sessions = StudentSessions(
+        nodeids, session_args, args.model_name, limits, validate_s, status, stop, runs, request,
+        validation_env(session_args, plan.workers, cores), plan.workers,
+    )  # fmt: skip
     notebook_dir = out / "notebook"
     interrupted, received = False, []
     try:
         with stop_signals(received), status:
+            each(jobs, sessions.check, students, out, sessions)
+            valid = [s for s in students if s.name in sessions.expected]
+            expected = {s.name: sessions.expected[s.name] for s in valid}
+            status.expect(expected, notebook_s)
+            status.line(first_eta(notebook_s, list(expected.values()), jobs, status.elapsed_s()))
             run_notebook(notebook_dir, [c.nodeid for c in plan.claims], args.pytest_args, status, stop)
-            with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="student") as pool:
-                try:
-                    futures = [pool.submit(sessions.grade, s, out / "students" / s.name) for s in students]
-                    for future in concurrent.futures.as_completed(futures):
-                        future.result()
-                except KeyboardInterrupt:
-                    stop.set()  # their sessions end now; a grading not yet begun never begins
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    sessions.wait_ended()
-                    raise
+            each(jobs, sessions.grade, valid, out, sessions)
     except KeyboardInterrupt:
         interrupted = True
         why = f"stopped by {signal.Signals(received[0]).name}" if received else "interrupted"

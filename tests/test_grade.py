@@ -26,8 +26,8 @@ from fixtures.backend import cpu_cores
 from reports import browser_check, grade
 from reports.grading import feedback, folder, limits, page
 from reports.grading.claims import ClaimInfo, ClassPlan
-from reports.grading.sessions import Result
-from reports.grading.status import ClassStatus
+from reports.grading.sessions import PRICE_FILE, Result
+from reports.grading.status import ClassStatus, schedule_s
 from reports.grading.table import ClassTable, read_row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,32 +128,103 @@ def test_the_live_status_shows_each_running_session_and_the_classs_eta(tmp_path:
     log = tmp_path / "pytest.log"
     log.write_text("collected 3 items\ntrained 1/3 improved_cnn@ab12 bs=64 ep=20 seed=0 in 71 s\n")
     piped = io.StringIO()
-    status = ClassStatus(total=3, jobs=2, expected_s=100.0, stream=piped)
+    status = ClassStatus(total=3, jobs=2, stream=piped)
+    status.begin("bob", "validating", limits.Limits(300, 2**30))
+    assert status.eta_s() is None  # no ETA until every student is priced
+    status.checked("bob", "session ~2.7 min")
+    status.expect({"alice": 100.0, "bob": 160.0, "cleo": 60.0}, notebook_s=0.0)
     status.begin("alice", "claims", limits.Limits(600, 2**30), log)
     status.poll("alice", 30.0, 2**29)
-    status.begin("bob", "validating", limits.Limits(300, 2**30))
-    assert status.eta_s() == (100 - 30 + 2 * 100) / 2  # alice's rest and two sessions to come, over 2 slots
+    assert status.eta_s() == 160  # alice's 70 s left in one slot, bob's 160 in the other, then cleo's 60 after alice
     screen = Console(file=io.StringIO(), width=160)
     screen.print(status)
     lines = screen.file.getvalue().splitlines()
-    assert lines[0].startswith("class: 0/3 students done, 2 running, ") and lines[0].endswith("ETA 2.2 min")
+    assert lines[0].startswith("class: 0/3 students done, 1 running, ") and lines[0].endswith("ETA 2.7 min")
     assert lines[1].split() == [
         "alice", "claims", "30", "s", "/", "600", "s", "512", "MiB", "/", "1.0", "GiB", "trained", "1/3",
         "improved_cnn@ab12", "bs=64", "ep=20", "seed=0", "in", "71", "s",
     ]  # fmt: skip
-    assert lines[2].split()[:2] == ["bob", "validating"]
     status.end("alice", "done in 90 s", session_s=90.0)
-    assert piped.getvalue().splitlines() == ["alice: claims ...", "bob: validating ...", "[1/3] alice: done in 90 s"]
-    assert status.eta_s() == (90 + 90) / 2  # the finished session's time is now the expectation
+    assert piped.getvalue().splitlines() == [
+        "bob: validating ...", "bob: valid; session ~2.7 min", "alice: claims ...", "[1/3] alice: done in 90 s"
+    ]  # fmt: skip
+    assert status.eta_s() == pytest.approx(0.9 * 160)  # alice took 0.9 of her price: the others' are scaled by it
 
 
 def test_the_eta_counts_the_notebooks_session_alone_before_the_students() -> None:
-    status = ClassStatus(total=3, jobs=2, expected_s=100.0, stream=io.StringIO(), notebook_s=50.0)
+    status = ClassStatus(total=3, jobs=2, stream=io.StringIO())
+    status.expect({"a": 100.0, "b": 100.0, "c": 100.0}, notebook_s=50.0)
     status.begin("notebook", "claims", limits.Limits(), student=False)
     status.poll("notebook", 20.0, 2**29)
-    assert status.eta_s() == (50 - 20) + 3 * 100 / 2  # its rest, then all three students over 2 slots
+    assert status.eta_s() == (50 - 20) + 200  # its rest, then three students of 100 s in two slots
     status.end("notebook", "done in 45 s", student=False)
-    assert status.eta_s() == 3 * 100 / 2 and status.done == 0
+    assert status.eta_s() == 200 and status.done == 0
+
+
+def test_sessions_are_scheduled_in_order_on_the_first_free_slot() -> None:
+    assert schedule_s([300, 100, 100, 100], jobs=2) == 300  # the three short ones share the second slot
+    assert schedule_s([100, 100, 100, 300], jobs=2) == 400  # the long one last: from 100 s, in the first free slot
+    assert schedule_s([50, 50], jobs=2, busy=[120]) == 120 and schedule_s([], jobs=2) == 0
+
+
+def test_a_students_training_is_priced_by_its_timed_step_against_the_notebook_models() -> None:
+    runs = [{"cost_s": 300.0, "spec": {"batch_size": 64}}, {"cost_s": 300.0, "spec": {"batch_size": 64}},
+            {"cost_s": 100.0, "spec": {"batch_size": 128}}]  # fmt: skip
+    price = {
+        "cached": [False, True, False],
+        "step_s": {"64": {"student": 0.005, "notebook": 0.02}, "128": {"student": 0.03, "notebook": 0.02}},
+        "load_s": 6.0,
+    }
+    assert grade.student_training_s(price, runs) == pytest.approx(300 * 0.25 + 100 * 1.5)  # the cached run is free
+    assert grade.student_training_s(None, runs) == 700  # not priced: the notebook's model's cost, nothing cached
+    assert grade.student_training_s({**price, "cached": [True] * 3, "step_s": {}}, runs) == 0
+    text = grade.price_text(price, runs, "improved_cnn", 150.0)
+    assert text == "step 0.25, 1.50 x the notebook's improved_cnn, 1 of 3 runs cached: session ~2.5 min"
+
+
+def test_the_validation_child_gets_the_sessions_backend_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    env = grade.validation_env(["--seeds", "3", "--backend-threads", "1"], workers=1, cores=2)
+    assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "1"
+    assert grade.validation_env(["-n", "1"], workers=1, cores=2)["TF_NUM_INTEROP_THREADS"] == "2"  # auto: 2 // 1
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    assert "TF_NUM_INTRAOP_THREADS" not in grade.validation_env(["--backend-threads=0"], workers=1, cores=2)
+
+
+def test_the_first_eta_is_printed_after_every_validation_from_each_students_price(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Three students whose validations time steps at 0.5, 0.25 and 0.25 of the notebook model's: the first ETA is
+    the notebook's session and then their own prices scheduled on 2 slots, not one price for all."""
+    ratios = {"ada": 0.5, "ben": 0.25, "cleo": 0.25}
+    for name in ratios:
+        (tmp_path / f"{name}.py").write_text("")
+    monkeypatch.setattr(grade, "collect", lambda *args: PLAN)
+    monkeypatch.setattr(grade, "run_notebook", lambda *args: print("notebook's session"))
+    validated = []
+
+    def validate(student: folder.Student, directory: Path, *args, price: dict, **kwargs) -> str:
+        assert price["model"] == "improved_cnn" and len(price["runs"]) == 4
+        step_s = {"64": {"student": ratios[student.name] * 0.02, "notebook": 0.02}}
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / PRICE_FILE).write_text(json.dumps({"cached": [False] * 4, "step_s": step_s, "load_s": 0.0}))
+        validated.append(student.name)
+        return ""
+
+    def session(result: Result, *args, **kwargs) -> None:
+        assert sorted(validated) == sorted(ratios)  # every validation came first
+        result.wall_s = 1.0
+
+    monkeypatch.setattr(grade, "validate", validate)
+    monkeypatch.setattr(grade, "run_session", session)
+    assert grade.main([str(tmp_path), "--out", str(tmp_path / "out"), "-j", "2", "--", "-p", "no:cacheprovider"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    eta = next(line for line in lines if line.startswith("ETA "))
+    # the notebook: 60 s + its one uncached run (100 s); the students: 20 s + their share of 4 runs of 100 s each
+    # (ada 220 s, ben 120 s, cleo 120 s): ada in one slot, ben then cleo in the other (240 s)
+    assert eta.startswith(f"ETA {(160 + 240) / 60:.1f} min by the cost model, after ")
+    assert lines.index(eta) < lines.index("notebook's session")
+    assert "ada: valid; step 0.50 x the notebook's improved_cnn, 0 of 4 runs cached: session ~3.7 min" in lines
 
 
 # --- the limits ------------------------------------------------------------------------------
@@ -225,7 +296,10 @@ def test_memory_sizes() -> None:
 
 
 def info(cid: str, section: str, *models: str, cached: bool = True) -> ClaimInfo:
-    runs = tuple({"key": f"{cid}-{m}", "model": m, "label": m, "cost_s": 100.0, "cached": cached} for m in models)
+    runs = tuple(
+        {"key": f"{cid}-{m}", "model": m, "label": m, "cost_s": 100.0, "cached": cached, "spec": {"batch_size": 64}}
+        for m in models
+    )
     return ClaimInfo(cid, f"claims/test_{section}.py::test_{cid.replace('-', '_')}", section, f"quote {cid}", runs)
 
 
@@ -473,7 +547,7 @@ def test_the_grader_waits_for_a_grading_that_no_pool_joins_and_none_begins_after
 
     monkeypatch.setattr(grade, "run_session", session)
     stop = threading.Event()
-    status = ClassStatus(total=2, jobs=1, expected_s=100.0, stream=io.StringIO())
+    status = ClassStatus(total=2, jobs=1, stream=io.StringIO())
     sessions = grade.StudentSessions(["claims/x.py::t"], [], "improved_cnn", grade.Limits(), 60.0, status, stop)
     ada, ben = folder.Student("ada", tmp_path / "ada.py"), folder.Student("ben", tmp_path / "ben.py")
     unjoined = threading.Thread(target=sessions.grade, args=(ada, tmp_path / "ada"))
@@ -588,7 +662,8 @@ def test_a_class_with_a_builder_that_never_returns_and_one_that_eats_memory(tmp_
     needs_mnist()
     class_dir = make_class(tmp_path / "class", "hang", "hog")
     out = tmp_path / "out"
-    args = [str(class_dir), "--out", str(out), "-j", "2", "--validate-timeout", "20", "--student-memory", "3G"]
+    # 45 s to validate: a good submission's validation, its pricing included, takes 15-25 s on 2 busy cores
+    args = [str(class_dir), "--out", str(out), "-j", "2", "--validate-timeout", "45", "--student-memory", "3G"]
     claims = "improved-99 or pooling-maps or deeper-layer-shape or arch-basic-param-counts"
     code = grade.main([*args, "--", "-k", claims, *SMOKE, "--claims-cache", str(tmp_path / "cache")])
     printed = capsys.readouterr().out
@@ -599,7 +674,7 @@ def test_a_class_with_a_builder_that_never_returns_and_one_that_eats_memory(tmp_
 
     rows = rows_of(out / "class.csv")
     assert list(rows) == ["notebook", "alice", "bob", "carol", "hang", "hog"]
-    assert rows["hang"]["problem"] == "stopped while validating the builder: wall-time limit 20 s"
+    assert rows["hang"]["problem"] == "stopped while validating the builder: wall-time limit 45 s"
     assert (
         rows["hog"]["problem"].startswith("stopped after ")
         and ": memory limit 3.0 GiB (its processes held " in (rows["hog"]["problem"])

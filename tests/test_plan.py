@@ -56,6 +56,8 @@ def test_cached_epoch_times_of_the_same_model_batch_and_profile_replace_the_defa
         cache_record(store, store.spec("basic_cnn", batch_size=64, epochs=10, seed=seed), epoch_s)
     smoke = dataclasses.replace(store.spec("mlp", batch_size=64, epochs=10, seed=0), profile="smoke")
     cache_record(store, smoke, [600.0])  # another profile: not learnt from
+    student = dataclasses.replace(store.spec("basic_cnn", batch_size=64, epochs=10, seed=0), model_source="ab" * 32)
+    cache_record(store, student, [60.0])  # a student's model under the notebook's name: not its cost
     measured = plan.measured_step_s(store)
     assert measured == {("basic_cnn", 64): pytest.approx(np.median([6.0, 12.0]) / 6)}
     todo = plan.make_plan(

@@ -4,6 +4,9 @@ model with run keys of their own, and `--model` reaches all of it from the comma
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -12,7 +15,7 @@ import pytest
 
 from fixtures import models
 from fixtures.runspec import RunSpec
-from fixtures.submissions import Submission, SubmissionError, load
+from fixtures.submissions import Submission, SubmissionError, load, price, student_spec
 from tests.planted import claims_project
 from tests.tiny import tiny_store
 
@@ -263,3 +266,46 @@ def test_model_option_errors_are_one_usage_line(pytester: pytest.Pytester, tmp_p
         ["ERROR: --model resnet=x.py:build: expected NAME=SOURCE with NAME one of basic_cnn, improved_cnn, mlp"]
     )
     assert "Traceback" not in result.stderr.str()
+
+
+# --- pricing a submission's session for the class's ETA --------------------------------------
+
+
+def test_the_price_finds_the_students_runs_under_the_keys_its_session_gives_them(
+    tmp_path: Path, registry: None
+) -> None:
+    """The class plan's specs are the notebook model's, as JSON; the validation child turns them into the student's
+    (its optimizer, its digest) and finds them cached, so that a re-graded student is priced at no training."""
+    store = tiny_store(tmp_path)
+    planned = json.loads(json.dumps(dataclasses.asdict(store.spec("improved_cnn", batch_size=64, epochs=20, seed=0))))
+    source = builder_file(
+        tmp_path, small() + "\nOPTIMIZER = {'class_name': 'Adam', 'config': {'learning_rate': 0.001}}\n"
+    )
+    s = load(f"{source}:build")
+    models.replace_model("improved_cnn", s.builder, s.optimizer, f"{source}:build", s.digest)
+    session_spec = store.spec("improved_cnn", batch_size=64, epochs=20, seed=0)
+    assert student_spec(RunSpec(**planned), s).key == session_spec.key != RunSpec(**planned).key
+    store.cache.entry(session_spec.key).mkdir()
+    request = {"model": "improved_cnn", "runs": [planned], "cache": str(store.cache.root), "steps_per_execution": 1}
+    assert price(s, request) == {"cached": [True], "step_s": {}}  # nothing left to train: nothing timed
+
+
+@pytest.mark.slow
+def test_the_validation_child_times_the_students_step_against_the_notebook_models(tmp_path: Path) -> None:
+    store = tiny_store(tmp_path / "runs")
+    spec = dataclasses.asdict(store.spec("mlp", batch_size=32, epochs=1, seed=0))
+    request = tmp_path / "request.json"
+    out = tmp_path / "price.json"
+    request.write_text(json.dumps({"model": "mlp", "runs": [spec], "cache": str(store.cache.root), "out": str(out)}))
+    done = subprocess.run(
+        [sys.executable, "-m", "fixtures.submissions", f"{GOOD}:build", "--price", str(request)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=240,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    priced = json.loads(out.read_text())
+    assert priced["cached"] == [False] and priced["load_s"] > 0
+    step_s = priced["step_s"]["32"]
+    assert set(step_s) == {"student", "notebook"} and all(0 < s < 1 for s in step_s.values())

@@ -10,6 +10,7 @@ itself never imports Keras.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -32,7 +33,7 @@ class ClaimInfo:
     nodeid: str
     section: str
     quote: str
-    runs: tuple[dict[str, Any], ...]  # key, model, label, cost_s, cached
+    runs: tuple[dict[str, Any], ...]  # key, model, label, cost_s, cached, spec (the RunSpec's fields)
 
     def uses(self, model: str) -> bool:
         """Whether one of its declared runs is of `model`: then a student replacing `model` changes it."""
@@ -53,6 +54,8 @@ class ClassPlan:
     seeds: int
     workers: int  # xdist workers of each session (0: none)
     claims: tuple[ClaimInfo, ...]
+    cache: str = ""  # the runs cache of the sessions
+    steps_per_execution: int = 1  # the sessions' training steps per call into the backend
 
     @classmethod
     def read(cls, path: Path) -> ClassPlan:
@@ -63,6 +66,8 @@ class ClassPlan:
             data["seeds"],
             data["workers"],
             tuple(ClaimInfo(**{**c, "runs": tuple(c["runs"])}) for c in data["claims"]),
+            data.get("cache", ""),
+            data.get("steps_per_execution", 1),
         )
 
     def ordered(self, claims: list[ClaimInfo]) -> list[ClaimInfo]:
@@ -78,10 +83,14 @@ class ClassPlan:
         """The claims about the notebook's own models only, in reading order."""
         return self.ordered([c for c in self.claims if not c.uses(model)])
 
+    def runs_of(self, model: str) -> list[dict[str, Any]]:
+        """The declared runs of `model`, once each: what a student's session trains with the student's model."""
+        return list({r["key"]: r for c in self.claims for r in c.runs if r["model"] == model}.values())
+
     def student_cost_s(self, model: str) -> float:
-        """Expected training seconds of one student's session: its runs of the replaced model (never cached)."""
-        runs = {r["key"]: r for c in self.claims for r in c.runs if r["model"] == model}
-        return sum(r["cost_s"] for r in runs.values())
+        """Expected training seconds of one student's session at the notebook's model's cost, none of its runs
+        cached: what the default time limit allows for."""
+        return sum(r["cost_s"] for r in self.runs_of(model))
 
     def baseline_cost_s(self) -> float:
         """Expected training seconds of the notebook's session: its runs not in the cache yet."""
@@ -116,6 +125,7 @@ class PlanWriter:
                     "label": s.label,
                     "cost_s": round(expected_s(s, measured, len(store.data.X_train)), 1),
                     "cached": store.cache.is_cached(s.key),
+                    "spec": dataclasses.asdict(s),
                 }
                 for s in specs
             ]
@@ -134,6 +144,8 @@ class PlanWriter:
             "seeds": len(seeds),
             "workers": context.config.getoption("numprocesses", None) or 0,
             "claims": claims,
+            "cache": str(context.runs_dir),
+            "steps_per_execution": store.steps_per_execution if store else 1,
         }
         self.out.write_text(json.dumps(plan, indent=1))
 

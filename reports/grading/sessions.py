@@ -14,12 +14,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from reports.grading.folder import Student
 from reports.grading.limits import Limits, Outcome, run_limited, size_text
 
 REPO = Path(__file__).resolve().parent.parent.parent
 RESULT_FILE = "session.json"
+PRICE_FILE = "price.json"
 VALIDATE_S = 300.0
 """Default wall-time limit of a validation (`--validate-timeout`): importing Keras and building one model
 takes seconds, so a builder still running after this will not return in time for training either."""
@@ -67,20 +69,30 @@ def validate(
     directory: Path,
     limits: Limits,
     *,
+    price: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
     stop: threading.Event | None = None,
     on_poll: Callable[[float, int], None] | None = None,
 ) -> str:
-    """Check the submission in a child (`python -m fixtures.submissions`) under `limits`; '' or its one-line problem."""
+    """Check the submission in a child (`python -m fixtures.submissions`) under `limits`, with `env` (default
+    `child_env()`); '' or its one-line problem. With a `price` request the child also times the model's training
+    and writes PRICE_FILE into `directory` (`read_price`)."""
     directory.mkdir(parents=True, exist_ok=True)
     out, log = directory / "validate.out", directory / "validate.log"
+    command = [sys.executable, "-m", "fixtures.submissions", student.source]
+    (directory / PRICE_FILE).unlink(missing_ok=True)
+    if price is not None:
+        request = directory / "price-request.json"
+        request.write_text(json.dumps({**price, "out": str(directory / PRICE_FILE)}))
+        command += ["--price", str(request)]
     with open(out, "w") as stdout, open(log, "w") as stderr:
         outcome = run_limited(
-            [sys.executable, "-m", "fixtures.submissions", student.source],
+            command,
             limits,
             stdout=stdout,
             stderr=stderr,
             cwd=REPO,
-            env=child_env(),
+            env=env or child_env(),
             stop=stop,
             on_poll=on_poll,
         )
@@ -91,6 +103,14 @@ def validate(
     if outcome.returncode == 1 and last_line(out):
         return last_line(out).replace(str(student.path), student.path.name)
     return f"validating it crashed (exit {outcome.returncode}): {last_line(log) or 'no output'} (see its validate.log)"
+
+
+def read_price(directory: Path) -> dict[str, Any] | None:
+    """The price the validation child wrote into `directory`; None without one (its timing failed: validate.log)."""
+    try:
+        return json.loads((directory / PRICE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def run_session(

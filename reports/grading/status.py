@@ -34,6 +34,11 @@ def log_tail(path: Path | None) -> str:
     return lines[-1].strip("= \t")[:100] if lines else ""
 
 
+def eta_text(seconds: float | None) -> str:
+    """The live ETA: minutes, or what it waits for."""
+    return "after the validations" if seconds is None else f"{seconds / 60:.1f} min"
+
+
 @dataclass
 class Running:
     """One session in progress: a student's, or the notebook's (not `student`)."""
@@ -46,18 +51,36 @@ class Running:
     rss: int = 0
 
 
-class ClassStatus:
-    """The class's progress, fed by the students' threads (`begin`, `poll`, `end`) and shown by a Live display."""
+def schedule_s(costs: list[float], jobs: int, busy: list[float] | None = None) -> float:
+    """Seconds until sessions of `costs` seconds are all done, handed in order to the first free of `jobs` slots (as
+    the grader's pool does), the slots first busy for `busy` seconds (the running sessions' rest)."""
+    slots = sorted([*(busy or []), *[0.0] * max(0, jobs - len(busy or []))])
+    for cost in costs:
+        slots[0] += cost
+        slots.sort()
+    return max(slots, default=0.0)
 
-    def __init__(self, total: int, jobs: int, expected_s: float, stream: TextIO, notebook_s: float = 0.0) -> None:
-        self.total, self.jobs, self.expected_s, self.notebook_s = total, jobs, expected_s, notebook_s
+
+class ClassStatus:
+    """The class's progress, fed by the students' threads (`begin`, `poll`, `end`) and shown by a Live display;
+    its ETA from each student's price, once `expect` has them."""
+
+    def __init__(self, total: int, jobs: int, stream: TextIO) -> None:
+        self.total, self.jobs = total, jobs
+        self.expected: dict[str, float] | None = None  # each student's priced session seconds, in grading order
+        self.notebook_s = 0.0
         self.console = Console(file=stream)
         self.running: dict[str, Running] = {}
-        self.session_s: list[float] = []  # wall times of the finished students' sessions
+        self.finished: dict[str, float] = {}  # the finished students' session wall times
         self.done = 0
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._live: Live | None = None
+
+    def expect(self, expected: dict[str, float], notebook_s: float) -> None:
+        """The sessions to come: each student's priced seconds (in the order they are graded), the notebook's."""
+        with self._lock:
+            self.expected, self.notebook_s = dict(expected), notebook_s
 
     def __enter__(self) -> ClassStatus:
         if self.console.is_terminal:
@@ -91,31 +114,45 @@ class ClassStatus:
                 self.running[name].elapsed_s, self.running[name].rss = elapsed_s, rss
 
     def end(self, name: str, text: str, session_s: float | None = None, student: bool = True) -> None:
-        """A session is finished: one line saying how; a student's counts, its session's time feeds the ETA."""
+        """A session is finished: one line saying how; a student's counts, its session's time corrects the ETA."""
         with self._lock:
             self.running.pop(name, None)
             self.done += student
             if session_s is not None:
-                self.session_s.append(session_s)
+                self.finished[name] = session_s
         self.line(f"[{self.done}/{self.total}] {name}: {text}" if student else f"{name}: {text}")
 
-    def eta_s(self) -> float:
-        """Seconds left: the notebook's session's rest while it runs (alone, before the students), then each
-        running student's expected time less its elapsed, and the waiting ones', over the parallel slots;
-        expected: the median of the finished students' sessions, else the cost model's estimate."""
-        expected = statistics.median(self.session_s) if self.session_s else self.expected_s
+    def checked(self, name: str, text: str) -> None:
+        """A student's validation passed: one line (its price); its session is still to come."""
         with self._lock:
-            sessions = [r for r in self.running.values() if r.stage != "validating"]
-            notebook = sum(max(0.0, self.notebook_s - r.elapsed_s) for r in sessions if not r.student)
-            running = [max(0.0, expected - r.elapsed_s) for r in sessions if r.student]
-            waiting = self.total - self.done - len(running)
-        return notebook + (sum(running) + waiting * expected) / max(1, self.jobs)
+            self.running.pop(name, None)
+        self.line(f"{name}: valid; {text}")
+
+    def elapsed_s(self) -> float:
+        """Seconds since the class began."""
+        return time.monotonic() - self.started
+
+    def eta_s(self) -> float | None:
+        """Seconds left (None before `expect`): the notebook's session's rest while it runs (alone, before the
+        students), then the running students' rest and the waiting ones' sessions over the parallel slots
+        (`schedule_s`); each student's price scaled by the median, over the finished students, of their session's
+        wall time over its price (1 before any)."""
+        with self._lock:
+            if self.expected is None:
+                return None
+            ratios = [s / self.expected[n] for n, s in self.finished.items() if self.expected.get(n)]
+            scale = statistics.median(ratios) if ratios else 1.0
+            sessions = {n: r for n, r in self.running.items() if r.stage != "validating"}
+            notebook = sum(max(0.0, self.notebook_s - r.elapsed_s) for r in sessions.values() if not r.student)
+            busy = [max(0.0, scale * self.expected.get(n, 0.0) - r.elapsed_s) for n, r in sessions.items() if r.student]
+            waiting = [scale * s for n, s in self.expected.items() if n not in self.finished and n not in sessions]
+        return notebook + schedule_s(waiting, self.jobs, busy)
 
     def __rich__(self) -> Any:
-        elapsed = time.monotonic() - self.started
+        elapsed = self.elapsed_s()
         head = Text(
             f"class: {self.done}/{self.total} students done, {len(self.running)} running, "
-            f"{elapsed / 60:.1f} min elapsed, ETA {self.eta_s() / 60:.1f} min",
+            f"{elapsed / 60:.1f} min elapsed, ETA {eta_text(self.eta_s())}",
             style="bold",
         )
         table = Table(box=None, show_header=False, padding=(0, 2))
