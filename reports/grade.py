@@ -147,17 +147,31 @@ def first_eta(notebook_s: float, sessions_s: list[float], jobs: int, validated_s
     )
 
 
+def option_value(args: list[str], name: str) -> str | None:
+    """The value of option `name` in `args` (`--name V` or `--name=V`, the last one winning); None without it."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(f"{name}="):
+            value = arg.partition("=")[2]
+    return value
+
+
+VALIDATION_OPTIONS = {"--mnist-dir": "MNIST_DIR", "--notebook-model": "MNIST_CLAIMS_NOTEBOOK_MODEL"}
+"""The session's options that the validation child, which takes no pytest options, reads from its environment: the
+data a notebook's cells load, the answer's variable."""
+
+
 def validation_env(session_args: list[str], workers: int, cores: int) -> dict[str, str]:
-    """The validation child's environment: the children's, with the backend threads each xdist worker of the
-    student's session gets (its `--backend-threads`, else "auto"), so that the timed steps cost what a session's do."""
-    option = "auto"
-    for i, arg in enumerate(session_args):
-        if arg == "--backend-threads" and i + 1 < len(session_args):
-            option = session_args[i + 1]
-        elif arg.startswith("--backend-threads="):
-            option = arg.partition("=")[2]
+    """The validation child's environment: the children's, with the VALIDATION_OPTIONS the student's session is given,
+    so that it extracts the model the session grades, and with the backend threads each xdist worker of that session
+    gets (its `--backend-threads`, else "auto"), so that the timed steps cost what the session's do."""
     env = child_env()
-    threads = threads_for(option, workers, cores)
+    for option, variable in VALIDATION_OPTIONS.items():
+        if (value := option_value(session_args, option)) is not None:
+            env[variable] = value
+    threads = threads_for(option_value(session_args, "--backend-threads") or "auto", workers, cores)
     if threads:
         env |= thread_environment(env.get("KERAS_BACKEND", "tensorflow"), threads, env)
     return env
@@ -453,6 +467,122 @@ def stop_signals(received: list[int]) -> Iterator[None]:
             signal.signal(s, handler)
 
 
+class InputError(Exception):
+    """What is wrong with the grader's input, in one line: `main` prints it and exits 2."""
+
+
+def select_students(args: argparse.Namespace, out: Path) -> list[Student]:
+    """The students to grade: the submissions folder (a zip unpacked into `out` first) read by its layout, the
+    `--shard` slice of them; prints what it skipped and why."""
+    submissions = args.submissions
+    try:
+        if submissions.suffix == ".zip" and submissions.is_file():
+            submissions = unpack(submissions, out / "unpacked")
+            print(f"unpacked {args.submissions} into {submissions}")
+        students, lines = find_students(submissions, args.layout, args.notebook)
+    except FolderError as e:
+        raise InputError(str(e)) from None
+    for line in lines:
+        print(line)
+    if not students:
+        raise InputError(
+            f"{args.submissions} holds no submissions; put one NAME.py, NAME.keras or NAME.ipynb per student in it, "
+            "or give its --layout"
+        )
+    if args.shard:
+        whole, students = len(students), shard(students, *args.shard)
+        print(f"slice {args.shard[0]}/{args.shard[1]}: {len(students)} of the {whole} students")
+    return students
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the class runs on and within: the machine's cores and GPUs, the students graded at once, and each
+    student's limits (`validate_s`: the wall time of its validation)."""
+
+    cores: int
+    gpus: int
+    jobs: int
+    limits: Limits
+    validate_s: float
+
+    @classmethod
+    def of(cls, args: argparse.Namespace, plan: ClassPlan, students: int) -> Resources:
+        """From the options, else the defaults: jobs from the cores and GPUs, the session's wall time from its
+        planned training, memory a share of the machine's over the jobs."""
+        cores, gpus = cpu_cores(), gpu_count()
+        jobs = min(args.jobs or default_jobs(cores, plan.workers, gpus), max(1, students))
+        timeout = args.student_timeout
+        if timeout is None:
+            timeout = TIMEOUT_BASE_S + TIMEOUT_FACTOR * plan.student_cost_s(args.model_name) / max(1, plan.workers)
+        memory = args.student_memory or int(MEMORY_SHARE * psutil.virtual_memory().total / jobs)
+        return cls(cores, gpus, jobs, Limits(timeout, memory), min(timeout, args.validate_timeout))
+
+    @property
+    def limits_text(self) -> str:
+        """The limits per student, as the page and the first line state them."""
+        return (
+            f"{self.limits.wall_s:.0f} s wall time ({self.validate_s:.0f} s to validate), "
+            f"{size_text(self.limits.memory_bytes)} memory"
+        )
+
+
+def student_sessions(
+    args: argparse.Namespace, plan: ClassPlan, resources: Resources, status: ClassStatus, stop: threading.Event
+) -> StudentSessions:
+    """What every student's validation and session get: the claims that use the replaced model, the session's
+    options with its share of the cores, the limits, and the price request for the validation child."""
+    session_args = [
+        *args.pytest_args,
+        *session_threads(args.pytest_args, resources.jobs, plan.workers, resources.cores),
+    ]
+    runs = plan.runs_of(args.model_name)
+    request = {
+        "model": args.model_name,
+        "runs": [r["spec"] for r in runs],
+        "cache": plan.cache,
+        "steps_per_execution": plan.steps_per_execution,
+    }
+    return StudentSessions(
+        [c.nodeid for c in plan.of_student(args.model_name)], session_args, args.model_name, resources.limits,
+        resources.validate_s, status, stop, runs, request,
+        validation_env(session_args, plan.workers, resources.cores), plan.workers,
+    )  # fmt: skip
+
+
+def grade_all(
+    students: list[Student], out: Path, sessions: StudentSessions, plan: ClassPlan, pytest_args: list[str]
+) -> int:
+    """Validate and price every submission, print the first ETA, run the notebook's session, then the valid
+    students' sessions. 0; after Ctrl-C 130, after SIGTERM or SIGHUP 128 + its number, the running sessions
+    stopped and every row begun saved."""
+    status, jobs = sessions.status, sessions.status.jobs
+    notebook_s = expected_session_s(plan.baseline_cost_s(), plan.workers, NOTEBOOK_OVERHEAD_S)
+    received: list[int] = []
+    try:
+        with stop_signals(received), status:
+            each(jobs, sessions.check, students, out, sessions)
+            valid = [s for s in students if s.name in sessions.expected]
+            status.expect({s.name: sessions.expected[s.name] for s in valid}, notebook_s)
+            status.line(first_eta(notebook_s, [sessions.expected[s.name] for s in valid], jobs, status.elapsed_s()))
+            run_notebook(out / "notebook", [c.nodeid for c in plan.claims], pytest_args, status, sessions.stop)
+            each(jobs, sessions.grade, valid, out, sessions)
+    except KeyboardInterrupt:
+        why = f"stopped by {signal.Signals(received[0]).name}" if received else "interrupted"
+        print(f"{why}: the running sessions are stopped; the page shows the students graded so far", flush=True)
+        return 128 + received[0] if received else 130
+    return 0
+
+
+def save_ungraded(students: list[Student], graded: dict[str, Result], out: Path) -> None:
+    """A row for each student whose grading never began (the grading was interrupted): the others saved their own."""
+    for s in students:
+        if s.name not in graded:
+            Result(s.name, s.path.name, str(s.path), problem="not graded: the grading was interrupted").save(
+                out / "students" / s.name
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Grade the class (or merge slices); 0 once the page is written, whatever the verdicts; 2 on a usage error;
     130 after Ctrl-C, 128 + the signal's number after SIGTERM or SIGHUP (the page then shows the students
@@ -462,100 +592,35 @@ def main(argv: list[str] | None = None) -> int:
         return merge(args.merge, args.out)
     out = args.out.resolve()
     try:
-        submissions = args.submissions
-        if submissions.suffix == ".zip" and submissions.is_file():
-            submissions = unpack(submissions, out / "unpacked")
-            print(f"unpacked {args.submissions} into {submissions}")
-        students, lines = find_students(submissions, args.layout, args.notebook)
-    except FolderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for line in lines:
-        print(line)
-    if not students:
-        print(
-            f"error: {args.submissions} holds no submissions; put one NAME.py, NAME.keras or NAME.ipynb per student "
-            "in it, or give its --layout",
-            file=sys.stderr,
-        )
-        return 2
-    whole = len(students)
-    if args.shard:
-        students = shard(students, *args.shard)
-        print(f"slice {args.shard[0]}/{args.shard[1]}: {len(students)} of the {whole} students")
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+        students = select_students(args, out)
+        out.mkdir(parents=True, exist_ok=True)
         plan = collect(args.pytest_args, out / PLAN_FILE, REPO, child_env())
-    except RuntimeError as e:
+    except (InputError, RuntimeError) as e:  # collect: RuntimeError, the collection's own one line
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-    cores, gpus = cpu_cores(), gpu_count()
-    jobs = args.jobs or default_jobs(cores, plan.workers, gpus)
-    jobs = min(jobs, max(1, len(students)))
-    training_s = plan.student_cost_s(args.model_name)
-    timeout = args.student_timeout
-    if timeout is None:
-        timeout = TIMEOUT_BASE_S + TIMEOUT_FACTOR * training_s / max(1, plan.workers)
-    memory = args.student_memory or int(MEMORY_SHARE * psutil.virtual_memory().total / jobs)
-    limits = Limits(timeout, memory)
-    validate_s = min(timeout, args.validate_timeout)
-    limits_text = f"{timeout:.0f} s wall time ({validate_s:.0f} s to validate), {size_text(memory)} memory"
+    resources = Resources.of(args, plan, len(students))
     names = [s.name for s in students]
+    limits_text = resources.limits_text
     grading = {"model_name": args.model_name, "pytest_args": args.pytest_args, "limits": limits_text, "students": names}
     (out / GRADING_FILE).write_text(json.dumps(grading, indent=1))
-    nodeids = [c.nodeid for c in plan.of_student(args.model_name)]
-    notebook_s = expected_session_s(plan.baseline_cost_s(), plan.workers, NOTEBOOK_OVERHEAD_S)
+    on_gpus = f" and {resources.gpus} GPUs" if resources.gpus else ""
+    claims = len(plan.of_student(args.model_name))
     print(
-        f"{len(students)} students, {jobs} at once on {cores} cores{f' and {gpus} GPUs' if gpus else ''}; "
-        f"{len(nodeids)} claim(s) per student, {len(plan.claims) - len(nodeids)} about the notebook's models only; "
-        f"limits per student: {limits_text}",
+        f"{len(students)} students, {resources.jobs} at once on {resources.cores} cores{on_gpus}; {claims} claim(s) "
+        f"per student, {len(plan.claims) - claims} about the notebook's models only; limits per student: {limits_text}",
         flush=True,
     )
 
-    stop = threading.Event()
-    status = ClassStatus(len(students), jobs, sys.stdout)
-    session_args = [*args.pytest_args, *session_threads(args.pytest_args, jobs, plan.workers, cores)]
-    runs = plan.runs_of(args.model_name)
-    request = {
-        "model": args.model_name,
-        "runs": [r["spec"] for r in runs],
-        "cache": plan.cache,
-        "steps_per_execution": plan.steps_per_execution,
-    }
-    sessions = StudentSessions(
-        nodeids, session_args, args.model_name, limits, validate_s, status, stop, runs, request,
-        validation_env(session_args, plan.workers, cores), plan.workers,
-    )  # fmt: skip
-    notebook_dir = out / "notebook"
-    interrupted, received = False, []
-    try:
-        with stop_signals(received), status:
-            each(jobs, sessions.check, students, out, sessions)
-            valid = [s for s in students if s.name in sessions.expected]
-            expected = {s.name: sessions.expected[s.name] for s in valid}
-            status.expect(expected, notebook_s)
-            status.line(first_eta(notebook_s, list(expected.values()), jobs, status.elapsed_s()))
-            run_notebook(notebook_dir, [c.nodeid for c in plan.claims], args.pytest_args, status, stop)
-            each(jobs, sessions.grade, valid, out, sessions)
-    except KeyboardInterrupt:
-        interrupted = True
-        why = f"stopped by {signal.Signals(received[0]).name}" if received else "interrupted"
-        print(f"{why}: the running sessions are stopped; the page shows the students graded so far", flush=True)
-    results = sessions.graded  # each saved its own row, a stopped session's too; the others never began
-    for s in students:
-        if s.name not in results:
-            Result(s.name, s.path.name, str(s.path), problem="not graded: the grading was interrupted").save(
-                out / "students" / s.name
-            )
-    paths = build_page(out, notebook_dir, [out / "students" / s.name for s in students], plan, grading, limits_text)
-    checked = sum(not r.problem for r in results.values())
-    print(f"{checked} of {len(students)} submissions checked")
+    sessions = student_sessions(
+        args, plan, resources, ClassStatus(len(students), resources.jobs, sys.stdout), threading.Event()
+    )
+    code = grade_all(students, out, sessions, plan, args.pytest_args)
+    save_ungraded(students, sessions.graded, out)
+    paths = build_page(out, out / "notebook", [out / "students" / s.name for s in students], plan, grading, limits_text)
+    print(f"{sum(not r.problem for r in sessions.graded.values())} of {len(students)} submissions checked")
     for path in paths:
         print(path)
-    if not interrupted:
-        return 0
-    return 128 + received[0] if received else 130
+    return code
 
 
 if __name__ == "__main__":
