@@ -191,6 +191,19 @@ def test_the_validation_child_gets_the_sessions_backend_threads(monkeypatch: pyt
     assert "TF_NUM_INTRAOP_THREADS" not in grade.validation_env(["--backend-threads=0"], workers=1, cores=2)
 
 
+def test_the_validation_child_is_given_the_data_and_the_answers_variable_the_session_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A notebook's cells load MNIST in the validation child, which takes no pytest options: the session's
+    --mnist-dir and --notebook-model reach it as the variables it reads, and without them the grader's own stay."""
+    monkeypatch.setenv("MNIST_DIR", "/from/the/environment")
+    monkeypatch.delenv("MNIST_CLAIMS_NOTEBOOK_MODEL", raising=False)
+    env = grade.validation_env(["--mnist-dir", "/data/mnist", "--notebook-model=cnn", "-n", "1"], workers=1, cores=2)
+    assert env["MNIST_DIR"] == "/data/mnist" and env["MNIST_CLAIMS_NOTEBOOK_MODEL"] == "cnn"
+    env = grade.validation_env(["-n", "1"], workers=1, cores=2)
+    assert env["MNIST_DIR"] == "/from/the/environment" and "MNIST_CLAIMS_NOTEBOOK_MODEL" not in env
+
+
 def test_the_first_eta_is_printed_after_every_validation_from_each_students_price(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
