@@ -80,17 +80,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e} — run `pytest claims` first", file=sys.stderr)
         return 2
     print(index.resolve())
-    if baseline:
-        changes = compare(baseline, evidence)
-        for v in changes.verdicts:
-            kind = "significant" if v.significant else "within noise"
-            print(f"verdict changed ({kind}): {v.claim_id}: {v.before} -> {v.after} [{v.test.text()}]", file=sys.stderr)
-        failing = changes.verdicts if args.fail_on_any_change else changes.significant if args.fail_on_change else []
-        values = differences(document(baseline), document(evidence)) if args.fail_on_any_value_change else []
-        for line in values:
-            print(f"value changed: {line}", file=sys.stderr)
-        return 1 if failing or values else 0
-    return 0
+    return against_baseline(baseline, evidence, args) if baseline else 0
+
+
+def against_baseline(baseline: Evidence, evidence: Evidence, args: argparse.Namespace) -> int:
+    """Print each verdict (and, with --fail-on-any-value-change, each value) that changed since `baseline`; 1 when
+    one the --fail-on options name did, else 0."""
+    changes = compare(baseline, evidence)
+    for v in changes.verdicts:
+        kind = "significant" if v.significant else "within noise"
+        print(f"verdict changed ({kind}): {v.claim_id}: {v.before} -> {v.after} [{v.test.text()}]", file=sys.stderr)
+    failing = changes.verdicts if args.fail_on_any_change else changes.significant if args.fail_on_change else []
+    values = differences(document(baseline), document(evidence)) if args.fail_on_any_value_change else []
+    for line in values:
+        print(f"value changed: {line}", file=sys.stderr)
+    return 1 if failing or values else 0
 
 
 def document(evidence: Evidence) -> Document:
