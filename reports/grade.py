@@ -241,7 +241,7 @@ class StudentSessions:
         if not problem and not self.nodeids:
             problem = f"no selected claim uses {self.model_name}"
         if problem:
-            result = Result(student.name, student.path.name, str(student.path), problem=problem)
+            result = Result.of(student, problem)
             result.save(directory)
             self.graded[student.name] = result
             self.status.end(student.name, f"not run: {problem}")
@@ -254,7 +254,7 @@ class StudentSessions:
         return True
 
     def _grade(self, student: Student, directory: Path) -> Result:
-        result = Result(student.name, student.path.name, str(student.path))
+        result = Result.of(student)
         self.status.begin(student.name, "claims", self.limits, directory / "pytest.log")
         source = f"{self.model_name}={student.source}"
         run_session(
@@ -578,9 +578,7 @@ def save_ungraded(students: list[Student], graded: dict[str, Result], out: Path)
     """A row for each student whose grading never began (the grading was interrupted): the others saved their own."""
     for s in students:
         if s.name not in graded:
-            Result(s.name, s.path.name, str(s.path), problem="not graded: the grading was interrupted").save(
-                out / "students" / s.name
-            )
+            Result.of(s, "not graded: the grading was interrupted").save(out / "students" / s.name)
 
 
 def main(argv: list[str] | None = None) -> int:

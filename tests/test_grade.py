@@ -419,7 +419,12 @@ def planted_table(root: Path) -> ClassTable:
             ],
             junit_na,
         ),
-        session_dir(root, Result("carol", "carol.py", problem="carol.py: the model outputs (9,), not (10,)"), None, {}),
+        session_dir(
+            root,
+            Result("carol", "carol.py", problem="carol.py: the model outputs (9,), not (10,)", late=True),
+            None,
+            {},
+        ),
         session_dir(
             root,
             Result("dan", "dan.py", problem="stopped after 31 s: memory limit 2.0 GiB (its processes held 2.3 GiB)"),
@@ -463,6 +468,7 @@ def test_the_class_page_in_html_markdown_and_csv(tmp_path: Path) -> None:
     reason = "not applicable to alice.py:build: not its layers[3]"
     assert f'title="{reason}"' in text and f'<li id="reason-{notes[reason]}">{reason}</li>' in text
     assert 'colspan="4"><div>carol.py: the model outputs (9,), not (10,)</div>' in text
+    assert [row.count('class="late"') for row in text.split("Students")[1].split("</tr>")[:6]] == [0, 0, 0, 0, 1, 0]
     assert "refuted</span>" not in text.split("Students")[1].split("bob")[1].split("</tr>")[0]  # bob's smoke cell
     for figure in ("class-headlines.png", "class-verdicts.png"):
         assert (tmp_path / "out" / figure).stat().st_size > 1000 and f'src="{figure}"' in text
@@ -473,6 +479,7 @@ def test_the_class_page_in_html_markdown_and_csv(tmp_path: Path) -> None:
     assert "| improved-99 | 1 | 0 | 0 | 0 | 0 | 1 | 2 |" in lines
     alice = next(line for line in lines if line.startswith("| alice |"))
     assert f"not applicable [{notes[reason]}]" in alice and f"{notes[reason]}. {reason}" in lines
+    assert any(line.startswith("| carol (late) |") for line in lines)
 
     with open(csv_path, newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
@@ -481,6 +488,7 @@ def test_the_class_page_in_html_markdown_and_csv(tmp_path: Path) -> None:
     assert rows["alice"]["deeper-layer-shape reason"] == reason and rows["alice"]["peak_mib"] == "1024"
     assert rows["bob"]["improved-99 verdict"] == "not evidence" and rows["carol"]["improved-99 verdict"] == ""
     assert rows["dan"]["problem"].startswith("stopped after 31 s: memory limit")
+    assert [r["late"] for r in rows.values()] == ["", "", "", "yes", ""]
 
 
 def graded_slice(directory: Path, names: list[str], limits_text: str) -> Path:

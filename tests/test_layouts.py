@@ -15,7 +15,7 @@ import pytest
 from reports import grade
 from reports.grading import folder
 from reports.grading.folder import FolderError, find_students
-from tests.test_grade import MNIST, SMOKE, needs_mnist, rows_of
+from tests.test_grade import SMOKE, needs_mnist, rows_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "class"
 
@@ -99,6 +99,7 @@ def test_canvas_grades_each_students_latest_submission_and_says_what_it_skipped(
         ("leeann", "leeann_late_103_5009_cnn-1.ipynb"),
         ("smithbob", "smithbob_late_102_5002_model.keras"),
     ]
+    assert [s.late for s in students] == [False, True, True]  # Canvas's mark, carried to the row
     assert lines[0] == "layout canvas (every submission named lastfirst_userid_submissionid_name)"
     assert lines[1].startswith("ignored marks.csv: not a Canvas download name")
     assert set(lines[2:]) == {
@@ -217,7 +218,7 @@ def test_an_nbgrader_tree_and_a_canvas_download_graded_one_row_per_student(
     (their earlier files, the broken hal.ipynb, would make the row a problem). The Canvas class uses the same
     models as the nbgrader one, so with one runs cache its grading trains nothing."""
     needs_mnist()
-    monkeypatch.setenv("MNIST_DIR", str(MNIST))  # the notebooks' load_data, in the validation child
+    monkeypatch.delenv("MNIST_DIR", raising=False)  # the validation child's load_data: SMOKE's --mnist-dir, handed on
     course = tmp_path / "course"
     for student, notebook in (("alice", "fay"), ("bob", "eve")):
         (course / "submitted" / student / "cnn" / ".ipynb_checkpoints").mkdir(parents=True)
@@ -246,6 +247,7 @@ def test_an_nbgrader_tree_and_a_canvas_download_graded_one_row_per_student(
         for name, file in files.items():
             assert (rows[name]["file"], rows[name]["problem"]) == (file, "")
             assert rows[name]["pooling-maps verdict"] in ("not evidence", "not applicable")
+        assert [rows[name]["late"] for name in files] == (["", "yes"] if layout == "canvas" else ["", ""])
     for name in ("notebook", "students/doejane", "students/smithbob"):
         runs = json.loads((tmp_path / "canvas" / name / "evidence.json").read_text())["runs"]
         assert runs and {r["source"] for r in runs} == {"cached"}, name  # the nbgrader class's runs, loaded

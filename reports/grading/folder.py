@@ -53,6 +53,7 @@ class Student:
 
     name: str
     path: Path
+    late: bool = False  # handed in after the deadline (Canvas says so in the file's name)
 
     @property
     def source(self) -> str:
@@ -196,9 +197,10 @@ def canvas(directory: Path, notebook: str | None) -> Found:
         lines += [
             f"skipped {p.name}: not the file --notebook {notebook} picks ({name}'s)" for p, _ in graded if p != path
         ]
-        if CANVAS_NAME.match(path.name)["late"]:
+        late = bool(CANVAS_NAME.match(path.name)["late"])
+        if late:
             lines.append(f"late: {path.name}, {name}'s graded submission, was handed in late")
-        students.append(Student(name, path.resolve()))
+        students.append(Student(name, path.resolve(), late))
     return students, ignored + lines
 
 

@@ -54,7 +54,7 @@ def write_csv(path: Path, table: ClassTable) -> None:
         writer = csv.writer(f)
         parts = ("verdict", "headline", "reason")
         writer.writerow(
-            ["student", "file", "reference", "wall_s", "peak_mib", "problem"]
+            ["student", "file", "reference", "late", "wall_s", "peak_mib", "problem"]
             + [f"{c.id} {part}" for c in table.claims for part in parts]
         )
         for row in table.rows:
@@ -65,6 +65,7 @@ def write_csv(path: Path, table: ClassTable) -> None:
                     r.name,
                     r.file,
                     "yes" if r.reference else "",
+                    "yes" if r.late else "",
                     "" if r.wall_s is None else f"{r.wall_s:.1f}",
                     "" if not r.peak_bytes else f"{r.peak_bytes / 2**20:.0f}",
                     r.problem,
@@ -104,7 +105,7 @@ def markdown(table: ClassTable, title: str, intro: str, figures: list[tuple[str,
     lines.append("|---" * (len(table.claims) + 2) + "|")
     for row in table.rows:
         r = row.result
-        name = f"{r.name} (reference)" if r.reference else r.name
+        name = f"{r.name} (reference)" if r.reference else f"{r.name} (late)" if r.late else r.name
         time = "" if r.wall_s is None else f"{r.wall_s:.0f} s"
         cells = [cell_text(row.cells.get(c.id)) for c in table.claims] if row.checked else [r.problem]
         lines.append(f"| {name} | {time} | " + " | ".join(c.replace("|", "/") for c in cells) + " |")

@@ -38,6 +38,12 @@ class Result:
     problem: str = ""  # why there is no evidence: a broken submission, a limit it hit, a crash
     wall_s: float | None = None  # the session's wall time (validation not included)
     peak_bytes: int | None = None  # the most memory its processes held at once
+    late: bool = False  # the submission was handed in late
+
+    @classmethod
+    def of(cls, student: Student, problem: str = "") -> Result:
+        """A student's Result, before their session: who, which file, whether late, and a problem if it has one."""
+        return cls(student.name, student.path.name, str(student.path), problem=problem, late=student.late)
 
     def save(self, directory: Path) -> None:
         """Write session.json into `directory` (created if need be): the row's source when the page is built."""
